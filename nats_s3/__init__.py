@@ -1,0 +1,1 @@
+"""nats-s3: an S3-compatible gateway whose storage is NATS JetStream."""

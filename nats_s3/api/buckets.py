@@ -1,0 +1,55 @@
+"""Service and bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..protocol.errors import S3Error
+from ..protocol.xml import XmlChild, child_text, iso8601, local_name, parse_xml
+from ..store import naming
+from .body import read_small_body
+from .context import S3Context
+from .listing import owner_items
+from .services import Services
+
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+def _check_name(bucket: str) -> None:
+    if not naming.is_valid_bucket_name(bucket):
+        raise S3Error("InvalidBucketName", extra={"BucketName": bucket})
+
+
+async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
+    buckets = await services.store.list_buckets()
+    entries: list[XmlChild] = [
+        ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created))]) for b in buckets
+    ]
+    return ctx.xml("ListAllMyBucketsResult", [("Owner", owner_items(ctx.auth.access_key)), ("Buckets", entries)])
+
+
+async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
+    _check_name(ctx.bucket)
+    body = await read_small_body(ctx.request, MAX_CONFIG_BYTES)
+    if body.strip():
+        root = parse_xml(body)
+        if local_name(root) != "CreateBucketConfiguration":
+            raise S3Error("MalformedXML")
+        child_text(root, "LocationConstraint")  # any region is accepted: NATS decides placement
+    await services.store.create_bucket(ctx.bucket)
+    return ctx.empty(headers={"Location": f"/{ctx.bucket}"})
+
+
+async def head_bucket(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_bucket(ctx.bucket)
+    return ctx.empty(headers={"x-amz-bucket-region": "us-east-1"})
+
+
+async def delete_bucket(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.delete_bucket(ctx.bucket)
+    return ctx.empty(204)
+
+
+async def get_bucket_location(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_bucket(ctx.bucket)
+    return ctx.xml("LocationConstraint", [])

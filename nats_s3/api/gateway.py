@@ -1,0 +1,165 @@
+"""The S3 front door: authenticates, routes to one handler per operation, renders every failure as S3 XML."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..protocol.errors import S3Error
+from ..protocol.routing import resolve, split_path
+from ..protocol.sigv4 import AuthResult
+from ..store import errors as store_errors
+from . import buckets, listing, objects
+from .context import (
+    S3Context,
+    error_response,
+    lower_headers,
+    new_request_id,
+    query_pairs,
+    signed_request,
+)
+from .services import Services
+
+log = logging.getLogger("nats_s3.access")
+
+Handler = Callable[[Services, S3Context], Awaitable[web.StreamResponse]]
+
+
+async def _list_v1(services: Services, ctx: S3Context) -> web.StreamResponse:
+    return await listing.list_objects(services, ctx, v2=False)
+
+
+async def _list_v2(services: Services, ctx: S3Context) -> web.StreamResponse:
+    return await listing.list_objects(services, ctx, v2=True)
+
+
+HANDLERS: dict[str, Handler] = {
+    "ListBuckets": buckets.list_buckets,
+    "CreateBucket": buckets.create_bucket,
+    "HeadBucket": buckets.head_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "ListObjects": _list_v1,
+    "ListObjectsV2": _list_v2,
+    "DeleteObjects": objects.delete_objects,
+    "PutObject": objects.put_object,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "DeleteObject": objects.delete_object,
+}
+
+
+def store_error_to_s3(exc: store_errors.StoreError, ctx_bucket: str | None, key: str | None) -> S3Error:
+    if isinstance(exc, store_errors.BucketNotFound):
+        return S3Error("NoSuchBucket", extra={"BucketName": ctx_bucket or ""})
+    if isinstance(exc, store_errors.ObjectNotFound):
+        return S3Error("NoSuchKey", extra={"Key": key or ""})
+    if isinstance(exc, store_errors.BucketAlreadyExists):
+        return S3Error("BucketAlreadyOwnedByYou", extra={"BucketName": ctx_bucket or ""})
+    if isinstance(exc, store_errors.BucketNotEmpty):
+        return S3Error("BucketNotEmpty", extra={"BucketName": ctx_bucket or ""})
+    if isinstance(exc, store_errors.PreconditionFailed):
+        return S3Error("PreconditionFailed")
+    if isinstance(exc, store_errors.WriteConflict):
+        return S3Error("SlowDown", "Too many concurrent writes to this key; please retry.", status=503)
+    if isinstance(exc, store_errors.StoreUnavailable):
+        return S3Error("ServiceUnavailable", "The storage backend (NATS JetStream) is not available.")
+    return S3Error("InternalError")
+
+
+class Gateway:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def _authenticate(self, request: web.Request) -> tuple[dict[str, str], list[tuple[str, str]], AuthResult]:
+        cached = request.get("s3.auth")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        headers = lower_headers(request)
+        try:
+            pairs = query_pairs(request)
+        except (UnicodeDecodeError, ValueError):
+            raise S3Error("InvalidArgument", "The query string is not valid.") from None
+        req = signed_request(request, headers, pairs)
+        if not self.services.verifier.is_signed(req):
+            raise S3Error("AccessDenied")
+        auth = self.services.verifier.verify(req)
+        request["s3.auth"] = (headers, pairs, auth)
+        return headers, pairs, auth
+
+    async def expect_continue(self, request: web.Request) -> web.StreamResponse | None:
+        """Answer `Expect: 100-continue` only once the header signature checks out."""
+        request_id = new_request_id()
+        request["s3.request_id"] = request_id
+        try:
+            self._authenticate(request)
+        except S3Error as err:
+            request["s3.status"] = err.status
+            resp = error_response(err, request, request_id)
+            resp.force_close()
+            return resp
+        if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        request_id = request.get("s3.request_id") or new_request_id()
+        operation, bucket, key, access_key = "-", None, None, "-"
+        try:
+            bucket, key = split_path(request.raw_path)
+            headers, pairs, auth = self._authenticate(request)
+            access_key = auth.access_key
+            query = {}
+            for name, value in pairs:
+                query.setdefault(name, value)
+            route = resolve(request.method, bucket, key, query)
+            operation = route.operation
+            if operation == "PutObject" and "x-amz-copy-source" in headers:
+                operation = "CopyObject"
+            ctx = S3Context(request, request_id, route, headers, query, auth)
+            try:
+                response = await HANDLERS[route.operation](self.services, ctx)
+            except store_errors.StoreError as exc:
+                raise store_error_to_s3(exc, bucket, key) from exc
+        except S3Error as err:
+            response = error_response(err, request, request_id)
+            if err.status >= 500:
+                log.warning("request failed", extra={"request_id": request_id, "error": str(err)})
+            if request.method in ("PUT", "POST") and not request.content.at_eof():
+                # The body was not read: close rather than let it be parsed as the next request.
+                response.force_close()
+        except UnicodeDecodeError:
+            response = error_response(S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400),
+                                      request, request_id)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            response = error_response(S3Error("InternalError"), request, request_id)
+            response.force_close()
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "access_key": access_key,
+                    "operation": operation,
+                    "method": request.method,
+                    "bucket": bucket or "",
+                    "key": key or "",
+                    "status": response.status,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 2),
+                },
+            )
+        return response
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        ok = await self.services.store.ping()
+        return web.json_response(
+            {"status": "ok" if ok else "nats unavailable"},
+            status=200 if ok else 503,
+            headers={"x-amz-request-id": new_request_id()},
+        )

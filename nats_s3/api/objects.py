@@ -1,0 +1,293 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, CopyObject, DeleteObjects."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from ..protocol import checksums
+from ..protocol.errors import S3Error
+from ..protocol.headers import (
+    RESPONSE_OVERRIDES,
+    check_copy_source_conditions,
+    check_read_conditions,
+    http_date,
+    parse_range,
+    stored_headers,
+)
+from ..protocol.xml import XmlChild, children, child_text, iso8601, local_name, parse_xml
+from ..store import errors as store_errors
+from ..store import naming
+from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
+from .body import UploadBody, read_small_body
+from .context import S3Context
+from .services import Services
+
+log = logging.getLogger("nats_s3.api")
+MAX_DELETE_KEYS = 1000
+MAX_DELETE_BODY = 2 * 1024 * 1024
+
+
+def check_key(key: str) -> None:
+    if len(key.encode()) > naming.MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", extra={"Size": str(len(key.encode())), "MaxSizeAllowed": "1024"})
+
+
+def write_condition(ctx: S3Context) -> WriteCondition | None:
+    if_none_match = ctx.headers.get("if-none-match")
+    if_match = ctx.headers.get("if-match")
+    if if_none_match is None and if_match is None:
+        return None
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise S3Error("NotImplemented", "Only If-None-Match: * is supported on writes.")
+    return WriteCondition(
+        if_none_match_star=if_none_match is not None,
+        if_match=if_match.strip().strip('"') if if_match is not None else None,
+    )
+
+
+def object_headers(info: ObjectInfo, with_checksum: bool) -> dict[str, str]:
+    headers = {
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": http_date(info.last_modified),
+        "Accept-Ranges": "bytes",
+    }
+    for name, value in info.headers.items():
+        headers[name] = value
+    if with_checksum and info.checksum is not None:
+        headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
+    return headers
+
+
+async def put_object(services: Services, ctx: S3Context) -> web.Response:
+    check_key(ctx.key)
+    if "x-amz-copy-source" in ctx.headers:
+        return await copy_object(services, ctx)
+    meta = stored_headers(ctx.headers)
+    condition = write_condition(ctx)
+    body = UploadBody(ctx.request, ctx.headers, ctx.auth, services.settings.http_idle_timeout)
+    info = await services.store.put_object(
+        ctx.bucket, ctx.key, body.stream(), meta, before_commit=body.before_commit, condition=condition
+    )
+    headers = {"ETag": f'"{info.etag}"'}
+    if info.checksum is not None:
+        headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
+    return ctx.empty(headers=headers)
+
+
+async def _conditional_head(services: Services, ctx: S3Context) -> ObjectInfo | web.Response:
+    info = await services.store.head_object(ctx.bucket, ctx.key)
+    try:
+        check_read_conditions(ctx.headers, info.etag, info.last_modified)
+    except S3Error as err:
+        if err.code != "NotModified":
+            raise
+        return ctx.empty(304, {"ETag": f'"{info.etag}"', "Last-Modified": http_date(info.last_modified)})
+    return info
+
+
+def _with_overrides(ctx: S3Context, headers: dict[str, str]) -> dict[str, str]:
+    for param, header in RESPONSE_OVERRIDES.items():
+        if param in ctx.query:
+            headers.pop(header.lower(), None)
+            headers[header] = ctx.query[param]
+    return headers
+
+
+async def head_object(services: Services, ctx: S3Context) -> web.Response:
+    check_key(ctx.key)
+    found = await _conditional_head(services, ctx)
+    if isinstance(found, web.Response):
+        return found
+    info = found
+    with_checksum = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+    headers = _with_overrides(ctx, object_headers(info, with_checksum))
+    byte_range = parse_range(ctx.headers.get("range"), info.size)
+    status = 200
+    length = info.size
+    if byte_range is not None:
+        status = 206
+        length = byte_range.length
+        headers["Content-Range"] = byte_range.content_range(info.size)
+    resp = web.StreamResponse(status=status, headers={**ctx.base_headers(), **headers})
+    resp.content_length = length
+    return resp
+
+
+async def get_object(services: Services, ctx: S3Context) -> web.StreamResponse:
+    check_key(ctx.key)
+    found = await _conditional_head(services, ctx)
+    if isinstance(found, web.Response):
+        return found
+    info = found
+    byte_range = parse_range(ctx.headers.get("range"), info.size)
+    with_checksum = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and byte_range is None
+    headers = _with_overrides(ctx, object_headers(info, with_checksum))
+    status, start, end = 200, 0, info.size - 1
+    if byte_range is not None:
+        status, start, end = 206, byte_range.start, byte_range.end
+        headers["Content-Range"] = byte_range.content_range(info.size)
+    resp = web.StreamResponse(status=status, headers={**ctx.base_headers(), **headers})
+    resp.content_length = end - start + 1 if info.size else 0
+    if "content-type" not in info.headers and "Content-Type" not in headers:
+        resp.content_type = "binary/octet-stream"
+    stream = services.store.read_object(info, start, end)
+    # Touch NATS before sending headers, so a missing chunk or lost connection is still an S3 error.
+    first: bytes | None = None
+    try:
+        first = await anext(stream, None)
+    except store_errors.StoreError:
+        await _aclose(stream)
+        raise
+    await resp.prepare(ctx.request)
+    try:
+        if first is not None:
+            await resp.write(first)
+            async for data in stream:
+                await resp.write(data)
+    except (store_errors.StoreError, ConnectionError) as exc:
+        # Headers are gone: the only honest signal left is to cut the connection short.
+        log.warning("GET aborted mid-stream", extra={"bucket": ctx.bucket, "key": ctx.key, "error": repr(exc)})
+        if ctx.request.transport is not None:
+            ctx.request.transport.close()
+        return resp
+    finally:
+        await _aclose(stream)
+    await resp.write_eof()
+    return resp
+
+
+async def _aclose(stream: AsyncIterator[bytes]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+async def delete_object(services: Services, ctx: S3Context) -> web.Response:
+    check_key(ctx.key)
+    await services.store.delete_object(ctx.bucket, ctx.key)
+    return ctx.empty(204)
+
+
+def parse_copy_source(value: str) -> tuple[str, str]:
+    source = value.split("?", 1)[0]
+    try:
+        source = unquote(source, errors="strict")
+    except UnicodeDecodeError:
+        raise S3Error("InvalidArgument", "Invalid copy source encoding.") from None
+    source = source.removeprefix("/")
+    bucket, sep, key = source.partition("/")
+    if not sep or not bucket or not key:
+        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+                      extra={"ArgumentName": "x-amz-copy-source"})
+    return bucket, key
+
+
+async def copy_object(services: Services, ctx: S3Context) -> web.Response:
+    src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    check_key(src_key)
+    directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.",
+                      extra={"ArgumentName": "x-amz-metadata-directive"})
+    try:
+        source = await services.store.head_object(src_bucket, src_key)
+    except store_errors.ObjectNotFound:
+        raise S3Error("NoSuchKey", resource=f"/{src_bucket}/{src_key}") from None
+    check_copy_source_conditions(ctx.headers, source.etag, source.last_modified)
+    if directive == "COPY" and (src_bucket, src_key) == (ctx.bucket, ctx.key):
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself without changing "
+            "the object's metadata, storage class, website redirect location or encryption attributes.",
+        )
+    meta = dict(source.headers) if directive == "COPY" else stored_headers(ctx.headers)
+    algorithm = (ctx.headers.get("x-amz-checksum-algorithm") or (source.checksum or ("", ""))[0]).upper() or None
+    hasher = checksums.new_hasher(algorithm) if algorithm else None
+
+    async def hashed() -> AsyncIterator[bytes]:
+        async with contextlib.aclosing(services.store.read_object(source)) as stream:
+            async for piece in stream:
+                if hasher is not None:
+                    hasher.update(piece)
+                yield piece
+
+    async def before_commit(digests: BodyDigests) -> Checksum | None:
+        if digests.size != source.size:
+            raise store_errors.CorruptObject("copy source changed size while copying")
+        if len(source.etag) == 32 and source.etag != digests.md5.hex():
+            raise store_errors.CorruptObject("copy source changed while copying")
+        if hasher is None or algorithm is None:
+            return None
+        value = base64.b64encode(digests.sha256).decode() if algorithm == "SHA256" else hasher.b64digest()
+        return (algorithm, value)
+
+    info = await services.store.put_object(
+        ctx.bucket, ctx.key, hashed(), meta, before_commit=before_commit, condition=write_condition(ctx)
+    )
+    items: list[XmlChild] = [("LastModified", iso8601(info.last_modified)), ("ETag", f'"{info.etag}"')]
+    if info.checksum is not None:
+        items.append((f"Checksum{info.checksum[0]}", info.checksum[1]))
+    return ctx.xml("CopyObjectResult", items)
+
+
+async def delete_objects(services: Services, ctx: S3Context) -> web.Response:
+    body = await read_small_body(ctx.request, MAX_DELETE_BODY)
+    _check_body_integrity(ctx, body)
+    root = parse_xml(body)
+    if local_name(root) != "Delete":
+        raise S3Error("MalformedXML")
+    objects = children(root, "Object")
+    if not objects or len(objects) > MAX_DELETE_KEYS:
+        raise S3Error("MalformedXML")
+    quiet = (child_text(root, "Quiet") or "").strip().lower() == "true"
+    keys: list[str] = []
+    for obj in objects:
+        key = child_text(obj, "Key")
+        if key is None:
+            raise S3Error("MalformedXML")
+        keys.append(key)
+    await services.store.head_bucket(ctx.bucket)
+    results: list[XmlChild] = []
+    for key in keys:
+        try:
+            if not key or len(key.encode()) > naming.MAX_KEY_BYTES:
+                raise S3Error("KeyTooLongError" if key else "InvalidArgument")
+            await services.store.delete_object(ctx.bucket, key)
+        except S3Error as err:
+            results.append(("Error", [("Key", key), ("Code", err.code), ("Message", err.message)]))
+            continue
+        except store_errors.StoreError as exc:
+            code = "ServiceUnavailable" if isinstance(exc, store_errors.StoreUnavailable) else "InternalError"
+            results.append(("Error", [("Key", key), ("Code", code), ("Message", str(exc) or code)]))
+            continue
+        if not quiet:
+            results.append(("Deleted", [("Key", key)]))
+    return ctx.xml("DeleteResult", results)
+
+
+def _check_body_integrity(ctx: S3Context, body: bytes) -> None:
+    """S3 asks DeleteObjects for Content-MD5 or an x-amz-checksum-* header; whichever is sent must match."""
+    found = checksums.checksum_from_headers(ctx.headers)
+    if "content-md5" not in ctx.headers and found is None:
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5.")
+    if "content-md5" in ctx.headers:
+        expected = checksums.content_md5(ctx.headers["content-md5"])
+        if not hmac.compare_digest(expected, hashlib.md5(body).digest()):
+            raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
+    if found is not None:
+        hasher = checksums.new_hasher(found[0])
+        hasher.update(body)
+        if hasher.b64digest() != found[1]:
+            raise S3Error("BadDigest", f"The {found[0]} you specified did not match the calculated checksum.")
+    payload_hash = ctx.auth.payload_hash
+    if len(payload_hash) == 64 and hashlib.sha256(body).hexdigest() != payload_hash:
+        raise S3Error("XAmzContentSHA256Mismatch")

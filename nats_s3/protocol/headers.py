@@ -1,0 +1,175 @@
+"""HTTP header semantics S3 uses: Range, conditional requests, dates, stored content headers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from .errors import S3Error
+
+# Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
+CONTENT_HEADERS = (
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+)
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+META_PREFIX = "x-amz-meta-"
+MAX_USER_METADATA_BYTES = 2048
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def http_date(value: datetime) -> str:
+    return format_datetime(value.astimezone(UTC).replace(microsecond=0), usegmt=True)
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    start: int
+    end: int  # inclusive
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+    def content_range(self, size: int) -> str:
+        return f"bytes {self.start}-{self.end}/{size}"
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """The satisfiable range of a `Range` header, None for the whole object.
+
+    Like S3: a header it cannot parse, or several ranges, is answered with the whole object; a
+    well-formed range that starts past the end is InvalidRange (416).
+    """
+    if not header:
+        return None
+    match = _RANGE_RE.match(header.strip().replace(" ", ""))
+    if not match:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return ByteRange(max(size - suffix, 0), size - 1)
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        raise _unsatisfiable(size)
+    return ByteRange(start, min(end, size - 1))
+
+
+def _unsatisfiable(size: int) -> S3Error:
+    return S3Error("InvalidRange", headers={"Content-Range": f"bytes */{size}"}, extra={"ActualObjectSize": str(size)})
+
+
+def _etags(value: str) -> list[str]:
+    return [tag.strip().removeprefix("W/").strip('"') for tag in value.split(",") if tag.strip()]
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    tags = _etags(header)
+    return "*" in tags or etag in tags
+
+
+def check_read_conditions(headers: Mapping[str, str], etag: str, last_modified: datetime) -> None:
+    """GET/HEAD preconditions; raises PreconditionFailed (412) or NotModified (304)."""
+    modified = last_modified.replace(microsecond=0)
+    if_match = headers.get("if-match")
+    if if_match is not None:
+        if not etag_matches(if_match, etag):
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+    else:
+        since = parse_http_date(headers.get("if-unmodified-since"))
+        if since is not None and modified > since:
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Unmodified-Since"})
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None:
+        if etag_matches(if_none_match, etag):
+            raise S3Error("NotModified")
+    else:
+        since = parse_http_date(headers.get("if-modified-since"))
+        if since is not None and modified <= since:
+            raise S3Error("NotModified")
+
+
+def check_copy_source_conditions(headers: Mapping[str, str], etag: str, last_modified: datetime) -> None:
+    """x-amz-copy-source-if-*: every failure is PreconditionFailed (412), as S3 answers."""
+    modified = last_modified.replace(microsecond=0)
+    if_match = headers.get("x-amz-copy-source-if-match")
+    if_none_match = headers.get("x-amz-copy-source-if-none-match")
+    unmodified = parse_http_date(headers.get("x-amz-copy-source-if-unmodified-since"))
+    modified_since = parse_http_date(headers.get("x-amz-copy-source-if-modified-since"))
+    if if_match is not None and not etag_matches(if_match, etag):
+        raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Match"})
+    if if_match is None and unmodified is not None and modified > unmodified:
+        raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Unmodified-Since"})
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-None-Match"})
+    if if_none_match is None and modified_since is not None and modified <= modified_since:
+        raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Modified-Since"})
+
+
+def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The content headers and x-amz-meta-* of a request, as kept with the object."""
+    kept: dict[str, str] = {}
+    for name in CONTENT_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if name == "content-encoding":
+            # aws-chunked is transfer framing, not a property of the stored bytes.
+            codings = [c.strip() for c in value.split(",") if c.strip() and c.strip().lower() != "aws-chunked"]
+            if not codings:
+                continue
+            value = ",".join(codings)
+        kept[name] = value
+    if "content-type" not in kept:
+        kept["content-type"] = DEFAULT_CONTENT_TYPE
+    meta_size = 0
+    for name, value in headers.items():
+        if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
+            kept[name] = value
+            meta_size += len(name) - len(META_PREFIX) + len(value.encode())
+    if meta_size > MAX_USER_METADATA_BYTES:
+        raise S3Error(
+            "MetadataTooLarge",
+            "Your metadata headers exceed the maximum allowed metadata size.",
+            status=400,
+            extra={"Size": str(meta_size), "MaxSizeAllowed": str(MAX_USER_METADATA_BYTES)},
+        )
+    return kept

@@ -1,0 +1,80 @@
+"""Which S3 operation a request names: path-style bucket/key from the raw path, method and sub-resources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from .errors import S3Error
+
+# Sub-resources S3 defines that this gateway does not serve (yet): answered 501 NotImplemented.
+UNSUPPORTED_SUBRESOURCES = frozenset(
+    {
+        "accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
+        "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
+        "object-lock", "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock",
+        "replication", "requestPayment", "restore", "retention", "select", "session", "tagging",
+        "torrent", "uploadId", "uploads", "versioning", "versions", "website", "renameObject",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    operation: str
+    bucket: str | None
+    key: str | None
+
+
+def split_path(raw_path: str) -> tuple[str | None, str | None]:
+    """Path-style `/bucket/key`: the key is everything after the first slash, decoded once."""
+    path = raw_path.split("?", 1)[0]
+    if not path.startswith("/"):
+        raise S3Error("InvalidRequest", "The request path must start with '/'.")
+    rest = path[1:]
+    if not rest:
+        return None, None
+    bucket_raw, sep, key_raw = rest.partition("/")
+    bucket = unquote(bucket_raw, errors="strict") if bucket_raw else None
+    key = unquote(key_raw, errors="strict") if sep and key_raw else None
+    if bucket is None and key is not None:
+        raise S3Error("InvalidBucketName", resource=path)
+    return bucket, key
+
+
+def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str, str]) -> Route:
+    for name in query:
+        if name in UNSUPPORTED_SUBRESOURCES:
+            raise S3Error("NotImplemented", f"The '{name}' sub-resource is not implemented.")
+    if bucket is None:
+        if method == "GET":
+            return Route("ListBuckets", None, None)
+        raise S3Error("MethodNotAllowed")
+    if key is None:
+        if method == "GET":
+            if "location" in query:
+                return Route("GetBucketLocation", bucket, None)
+            if query.get("list-type") == "2":
+                return Route("ListObjectsV2", bucket, None)
+            if "list-type" in query:
+                raise S3Error("InvalidArgument", "Invalid list type.", extra={"ArgumentName": "list-type"})
+            return Route("ListObjects", bucket, None)
+        if method == "PUT":
+            return Route("CreateBucket", bucket, None)
+        if method == "HEAD":
+            return Route("HeadBucket", bucket, None)
+        if method == "DELETE":
+            return Route("DeleteBucket", bucket, None)
+        if method == "POST" and "delete" in query:
+            return Route("DeleteObjects", bucket, None)
+        raise S3Error("MethodNotAllowed")
+    if method == "GET":
+        return Route("GetObject", bucket, key)
+    if method == "HEAD":
+        return Route("HeadObject", bucket, key)
+    if method == "PUT":
+        return Route("PutObject", bucket, key)
+    if method == "DELETE":
+        return Route("DeleteObject", bucket, key)
+    raise S3Error("MethodNotAllowed")

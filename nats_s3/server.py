@@ -1,0 +1,114 @@
+"""The aiohttp application and the gateway's lifecycle: NATS (embedded or remote), HTTP server, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Mapping
+
+import nats
+from aiohttp import web
+from nats.aio.client import Client as NatsClient
+
+from .api.gateway import Gateway
+from .api.services import Services
+from .embedded import EmbeddedNatsServer
+from .protocol.sigv4 import SigV4Verifier
+from .settings import Settings
+from .store.nats_store import NatsStore
+
+log = logging.getLogger("nats_s3.server")
+
+# The request line and headers together: larger is 400 from aiohttp before any handler runs.
+MAX_FIELD_SIZE = 16 * 1024
+READ_BUFSIZE = 1024 * 1024
+
+
+def create_app(services: Services) -> web.Application:
+    gateway = Gateway(services)
+    # Bodies are streamed by handlers; never let aiohttp buffer or decompress them.
+    app = web.Application(client_max_size=0, handler_args={"auto_decompress": False})
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_route("*", "/{tail:.*}", gateway.handle, expect_handler=gateway.expect_continue)
+    app["gateway"] = gateway
+    return app
+
+
+async def connect_nats(settings: Settings, servers: list[str]) -> NatsClient:
+    async def on_disconnect() -> None:
+        log.warning("disconnected from NATS")
+
+    async def on_reconnect() -> None:
+        log.info("reconnected to NATS")
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS error", extra={"error": repr(exc)})
+
+    options: dict[str, object] = {
+        "servers": servers,
+        "name": "nats-s3",
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "allow_reconnect": True,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+        "error_cb": on_error,
+        "pending_size": 64 * 1024 * 1024,
+    }
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password or ""
+    if settings.nats_token:
+        options["token"] = settings.nats_token
+    if settings.nats_nkey_file:
+        options["nkeys_seed"] = str(settings.nats_nkey_file)
+    if settings.nats_creds_file:
+        options["user_credentials"] = str(settings.nats_creds_file)
+    return await nats.connect(**options)  # type: ignore[arg-type]
+
+
+async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or SIGINT/SIGTERM): embedded NATS if no servers are given."""
+    embedded: EmbeddedNatsServer | None = None
+    servers = settings.nats_servers
+    if not servers:
+        embedded = EmbeddedNatsServer(settings.data_dir)
+        await embedded.start()
+        servers = [embedded.url]
+    runner: web.AppRunner | None = None
+    nc: NatsClient | None = None
+    try:
+        nc = await connect_nats(settings, servers)
+        store = NatsStore(nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size)
+        services = Services(store=store, verifier=SigV4Verifier(secrets), settings=settings)
+        app = create_app(services)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=settings.http_idle_timeout,
+            max_field_size=MAX_FIELD_SIZE,
+            max_line_size=MAX_FIELD_SIZE,
+            read_bufsize=READ_BUFSIZE,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
+        await site.start()
+        log.info("nats-s3 listening", extra={"listen": settings.listen, "nats": ",".join(servers)})
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+        if embedded is not None:
+            await embedded.stop()

@@ -1,0 +1,57 @@
+"""The gateway's settings: one pydantic model, filled from flags and NATS_S3_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    listen: str = "0.0.0.0:5222"
+    nats_servers: list[str] = Field(default_factory=list)
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_token: str | None = None
+    nats_nkey_file: Path | None = None
+    nats_creds_file: Path | None = None
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    credentials_file: Path | None = None
+    log_format: Literal["logfmt", "json"] = "logfmt"
+    log_level: Literal["debug", "info", "warn", "warning", "error"] = "info"
+    http_read_timeout: float = Field(default=0.0, ge=0)
+    http_write_timeout: float = Field(default=0.0, ge=0)
+    http_idle_timeout: float = Field(default=120.0, ge=0)
+    http_read_header_timeout: float = Field(default=30.0, ge=0)
+    data_dir: Path = Path("./data")
+    # Object bytes are cut into NATS messages of this size (must stay under the server's max_payload).
+    chunk_size: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        _, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen address {value!r} is not HOST:PORT")
+        return value
+
+    @field_validator("nats_servers")
+    @classmethod
+    def _check_servers(cls, value: list[str]) -> list[str]:
+        servers = [s.strip() for s in value if s.strip()]
+        for server in servers:
+            if "://" not in server:
+                raise ValueError(f"NATS server {server!r} is not a URL such as nats://127.0.0.1:4222")
+        return servers
+
+    @property
+    def listen_host(self) -> str:
+        host = self.listen.rpartition(":")[0]
+        return host.strip("[]") or "0.0.0.0"
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])

@@ -1,0 +1,37 @@
+"""Errors the storage layer raises; the API layer maps them to S3 errors."""
+
+
+class StoreError(Exception):
+    """Base of every storage-layer error."""
+
+
+class BucketNotFound(StoreError):
+    pass
+
+
+class BucketAlreadyExists(StoreError):
+    pass
+
+
+class BucketNotEmpty(StoreError):
+    pass
+
+
+class ObjectNotFound(StoreError):
+    pass
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the key's current version is not the expected one."""
+
+
+class WriteConflict(StoreError):
+    """Concurrent writers kept replacing the key; the write was not applied."""
+
+
+class StoreUnavailable(StoreError):
+    """NATS or JetStream did not answer."""
+
+
+class CorruptObject(StoreError):
+    """Stored chunks do not match the object's metadata (missing chunks, digest mismatch)."""

@@ -1,0 +1,170 @@
+"""Plain models the storage layer takes and returns, and the stored Object Store meta document."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Keys of the meta document's "metadata" map that belong to the gateway.
+META_ETAG = "s3-etag"
+META_CHECKSUM = "s3-checksum"
+META_SEQS = "s3-seqs"
+
+Checksum = tuple[str, str]  # (algorithm, base64 value), e.g. ("CRC32", "DUoRhQ==")
+
+
+class StoredLink(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    bucket: str
+    name: str | None = None
+
+
+class StoredOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    link: StoredLink | None = None
+    max_chunk_size: int | None = None
+
+
+class StoredObjectInfo(BaseModel):
+    """The JSON meta message of the NATS Object Store format (what `nats object info` shows)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    bucket: str
+    nuid: str = ""
+    size: int = 0
+    mtime: str = ""
+    chunks: int = 0
+    digest: str = ""
+    deleted: bool = False
+    description: str | None = None
+    headers: dict[str, list[str]] | None = None
+    metadata: dict[str, str] | None = None
+    options: StoredOptions | None = Field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketInfo:
+    name: str
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """An object's current version as the API layer sees it."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str  # unquoted
+    last_modified: datetime
+    headers: dict[str, str] = field(default_factory=dict)  # content-* headers and x-amz-meta-*, lower-case
+    checksum: Checksum | None = None
+    # Where the bytes are: chunk subject id, chunk size, chunk count, stream sequence runs.
+    nuid: str = ""
+    chunk_size: int = 0
+    chunks: int = 0
+    seq_runs: tuple[tuple[int, int], ...] = ()
+    meta_seq: int = 0
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BodyDigests:
+    """What the writer computed over a body, handed to the caller before it commits."""
+
+    size: int
+    md5: bytes
+    sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCondition:
+    """S3 conditional writes: If-None-Match: * and If-Match: <etag>."""
+
+    if_none_match_star: bool = False
+    if_match: str | None = None  # unquoted etag
+
+
+def encode_seq_runs(runs: list[tuple[int, int]]) -> str:
+    return ",".join(f"{start}+{count}" for start, count in runs)
+
+
+def decode_seq_runs(text: str) -> tuple[tuple[int, int], ...]:
+    runs = []
+    for part in text.split(","):
+        if not part:
+            continue
+        start, _, count = part.partition("+")
+        runs.append((int(start), int(count)))
+    return tuple(runs)
+
+
+def parse_mtime(text: str) -> datetime:
+    """RFC 3339 with up to nanoseconds (Go writes 9 fractional digits, Python reads 6)."""
+    if not text:
+        return datetime.fromtimestamp(0, UTC)
+    t = text.strip()
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    head, dot, rest = t.partition(".")
+    if dot:
+        digits = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            digits += rest[i]
+            i += 1
+        t = f"{head}.{(digits + '000000')[:6]}{rest[i:]}"
+    try:
+        value = datetime.fromisoformat(t)
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def format_mtime(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def etag_from_digest(digest: str) -> str:
+    """ETag for an object written by another Object Store client: hex of its SHA-256 digest.
+
+    64 hex characters, so clients that treat a 32-hex ETag as an MD5 do not check it as one.
+    """
+    value = digest.split("=", 1)[1] if digest.upper().startswith("SHA-256=") else digest
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).hex()
+    except (binascii.Error, ValueError):
+        return value
+
+
+def to_object_info(doc: StoredObjectInfo, key: str, s3_bucket: str, meta_seq: int) -> ObjectInfo:
+    meta = doc.metadata or {}
+    headers = {name.lower(): values[0] for name, values in (doc.headers or {}).items() if values}
+    checksum: Checksum | None = None
+    if raw := meta.get(META_CHECKSUM):
+        algorithm, _, value = raw.partition(":")
+        checksum = (algorithm, value)
+    chunk_size = doc.options.max_chunk_size if doc.options and doc.options.max_chunk_size else 0
+    return ObjectInfo(
+        bucket=s3_bucket,
+        key=key,
+        size=doc.size,
+        etag=meta.get(META_ETAG) or etag_from_digest(doc.digest),
+        last_modified=parse_mtime(doc.mtime),
+        headers=headers,
+        checksum=checksum,
+        nuid=doc.nuid,
+        chunk_size=chunk_size,
+        chunks=doc.chunks,
+        seq_runs=decode_seq_runs(meta.get(META_SEQS, "")),
+        meta_seq=meta_seq,
+        digest=doc.digest,
+    )

