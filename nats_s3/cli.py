@@ -43,27 +43,62 @@ class Flag:
 
 FLAGS = (
     Flag("listen", "listen", "NATS_S3_LISTEN", "HTTP listen address (default 0.0.0.0:5222)"),
-    Flag("natsServers", "nats_servers", "NATS_S3_NATS_SERVERS",
-         "comma-separated NATS URLs; empty starts an embedded nats-server", "list"),
+    Flag(
+        "natsServers",
+        "nats_servers",
+        "NATS_S3_NATS_SERVERS",
+        "comma-separated NATS URLs; empty starts an embedded nats-server",
+        "list",
+    ),
     Flag("natsUser", "nats_user", "NATS_S3_NATS_USER", "NATS user"),
     Flag("natsPassword", "nats_password", "NATS_S3_NATS_PASSWORD", "NATS password"),
     Flag("natsToken", "nats_token", "NATS_S3_NATS_TOKEN", "NATS token"),
     Flag("natsNKeyFile", "nats_nkey_file", "NATS_S3_NATS_NKEY_FILE", "NATS NKey seed file", "path"),
     Flag("natsCredsFile", "nats_creds_file", "NATS_S3_NATS_CREDS_FILE", "NATS credentials (.creds) file", "path"),
-    Flag("natsReplicas", "nats_replicas", "NATS_S3_NATS_REPLICAS",
-         "replicas for every stream and KV bucket created (default 1)", "int"),
-    Flag("s3.credentials", "credentials_file", "NATS_S3_S3_CREDENTIALS",
-         "credentials file {\"credentials\":[{\"accessKey\",\"secretKey\"}]}", "path"),
+    Flag(
+        "natsReplicas",
+        "nats_replicas",
+        "NATS_S3_NATS_REPLICAS",
+        "replicas for every stream and KV bucket created (default 1)",
+        "int",
+    ),
+    Flag(
+        "s3.credentials",
+        "credentials_file",
+        "NATS_S3_S3_CREDENTIALS",
+        'credentials file {"credentials":[{"accessKey","secretKey"}]}',
+        "path",
+    ),
     Flag("log.format", "log_format", "NATS_S3_LOG_FORMAT", "logfmt or json (default logfmt)"),
     Flag("log.level", "log_level", "NATS_S3_LOG_LEVEL", "debug, info, warn or error (default info)"),
-    Flag("http.read-timeout", "http_read_timeout", "NATS_S3_HTTP_READ_TIMEOUT",
-         "body read inactivity limit, 0 = use the idle timeout", "duration"),
-    Flag("http.write-timeout", "http_write_timeout", "NATS_S3_HTTP_WRITE_TIMEOUT",
-         "response write limit, 0 = none", "duration"),
-    Flag("http.idle-timeout", "http_idle_timeout", "NATS_S3_HTTP_IDLE_TIMEOUT",
-         "keep-alive idle timeout (default 120s)", "duration"),
-    Flag("http.read-header-timeout", "http_read_header_timeout", "NATS_S3_HTTP_READ_HEADER_TIMEOUT",
-         "time allowed to send request headers (default 30s)", "duration"),
+    Flag(
+        "http.read-timeout",
+        "http_read_timeout",
+        "NATS_S3_HTTP_READ_TIMEOUT",
+        "body read inactivity limit, 0 = use the idle timeout",
+        "duration",
+    ),
+    Flag(
+        "http.write-timeout",
+        "http_write_timeout",
+        "NATS_S3_HTTP_WRITE_TIMEOUT",
+        "response write limit, 0 = none",
+        "duration",
+    ),
+    Flag(
+        "http.idle-timeout",
+        "http_idle_timeout",
+        "NATS_S3_HTTP_IDLE_TIMEOUT",
+        "keep-alive idle timeout (default 120s)",
+        "duration",
+    ),
+    Flag(
+        "http.read-header-timeout",
+        "http_read_header_timeout",
+        "NATS_S3_HTTP_READ_HEADER_TIMEOUT",
+        "time allowed to send request headers (default 30s)",
+        "duration",
+    ),
     Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path"),
 )
 
@@ -77,8 +112,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nats-s3", description="S3-compatible gateway whose storage is NATS JetStream")
     for flag in FLAGS:
-        parser.add_argument(f"--{flag.name}", dest=flag.field, default=None, metavar=flag.env,
-                            help=f"{flag.help} [env {flag.env}]")
+        parser.add_argument(
+            f"--{flag.name}", dest=flag.field, default=None, metavar=flag.env, help=f"{flag.help} [env {flag.env}]"
+        )
     return parser
 
 

@@ -8,7 +8,6 @@ import hashlib
 from collections.abc import Iterator, Mapping
 
 import botocore.auth
-
 import requests
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
@@ -17,17 +16,42 @@ from botocore.credentials import Credentials
 from .support import ACCESS_KEY, SECRET_KEY
 
 
-def sign(method: str, url: str, *, body: bytes = b"", headers: Mapping[str, str] | None = None,
-         payload_hash: str | None = None, access: str = ACCESS_KEY, secret: str = SECRET_KEY) -> dict[str, str]:
-    hdrs = dict(headers or {})
-    hdrs["x-amz-content-sha256"] = payload_hash or hashlib.sha256(body).hexdigest()
-    req = AWSRequest(method=method, url=url, data=body, headers=hdrs)
-    S3SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(req)
+class _PayloadHashAuth(S3SigV4Auth):
+    """botocore's S3 signer, but with the x-amz-content-sha256 value we choose (botocore would compute it)."""
+
+    def __init__(self, credentials: Credentials, payload_hash: str) -> None:
+        super().__init__(credentials, "s3", "us-east-1")
+        self._payload_hash = payload_hash
+
+    def payload(self, request: AWSRequest) -> str:
+        return self._payload_hash
+
+
+def sign(
+    method: str,
+    url: str,
+    *,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    payload_hash: str | None = None,
+    access: str = ACCESS_KEY,
+    secret: str = SECRET_KEY,
+) -> dict[str, str]:
+    req = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
+    _PayloadHashAuth(Credentials(access, secret), payload_hash or hashlib.sha256(body).hexdigest()).add_auth(req)
     return dict(req.headers.items())
 
 
-def signed_request(method: str, url: str, *, body: bytes = b"", headers: Mapping[str, str] | None = None,
-                   payload_hash: str | None = None, send_body: bytes | None = None, **kw: object) -> requests.Response:
+def signed_request(
+    method: str,
+    url: str,
+    *,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    payload_hash: str | None = None,
+    send_body: bytes | None = None,
+    **kw: object,
+) -> requests.Response:
     hdrs = sign(method, url, body=body, headers=headers, payload_hash=payload_hash)
     data = body if send_body is None else send_body
     return requests.request(method, url, data=data, headers=hdrs, timeout=30, **kw)  # type: ignore[arg-type]

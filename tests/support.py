@@ -107,11 +107,25 @@ def write_credentials(path: Path, creds: list[dict[str, str]] | None = None) -> 
 class GatewayProcess:
     """`python -m nats_s3` as users run it, on a free port."""
 
-    def __init__(self, credentials: Path, nats_url: str | None, *, data_dir: Path | None = None,
-                 extra: list[str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        credentials: Path,
+        nats_url: str | None,
+        *,
+        data_dir: Path | None = None,
+        extra: list[str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.port = free_port()
-        self.args = [sys.executable, "-m", "nats_s3", "--listen", f"127.0.0.1:{self.port}",
-                     "--s3.credentials", str(credentials)]
+        self.args = [
+            sys.executable,
+            "-m",
+            "nats_s3",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--s3.credentials",
+            str(credentials),
+        ]
         if nats_url:
             self.args += ["--natsServers", nats_url]
         if data_dir is not None:
@@ -131,10 +145,9 @@ class GatewayProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return self
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"gateway not healthy within {timeout}s: {self.log_path.read_text()[-2000:]}")

@@ -66,8 +66,7 @@ def test_clock_skew(gateway) -> None:
 
 def test_presigned_get_and_put(gateway, s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="shared file.txt", Body=b"shared bytes")
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared file.txt"},
-                                    ExpiresIn=600)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared file.txt"}, ExpiresIn=600)
     resp = requests.get(url, timeout=10)
     assert resp.status_code == 200
     assert resp.content == b"shared bytes"

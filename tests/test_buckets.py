@@ -39,13 +39,14 @@ def test_bucket_lifecycle_with_dots(s3) -> None:
 
 
 def test_creation_date_is_stable(s3, bucket: str) -> None:
-    first = [b for b in s3.list_buckets()["Buckets"] if b["Name"] == bucket][0]["CreationDate"]
-    second = [b for b in s3.list_buckets()["Buckets"] if b["Name"] == bucket][0]["CreationDate"]
+    first = next(b for b in s3.list_buckets()["Buckets"] if b["Name"] == bucket)["CreationDate"]
+    second = next(b for b in s3.list_buckets()["Buckets"] if b["Name"] == bucket)["CreationDate"]
     assert first == second
 
 
-@pytest.mark.parametrize("name", ["ab", "UPPER", "under_score", "-dash", "dot..dot", "192.168.1.1", "x" * 64,
-                                  "end-", "xn--punycode"])
+@pytest.mark.parametrize(
+    "name", ["ab", "UPPER", "under_score", "-dash", "dot..dot", "192.168.1.1", "x" * 64, "end-", "xn--punycode"]
+)
 def test_invalid_bucket_names(gateway, name: str) -> None:
     resp = signed_request("PUT", f"{gateway.endpoint}/{name}")
     assert resp.status_code == 400

@@ -8,9 +8,9 @@ import hashlib
 import os
 import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote_plus
 
 import pytest
-from urllib.parse import unquote_plus
 import requests
 from botocore.exceptions import ClientError
 
@@ -78,9 +78,14 @@ def test_key_too_long(s3, bucket: str) -> None:
 def test_content_headers_and_metadata(s3, bucket: str) -> None:
     expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     s3.put_object(
-        Bucket=bucket, Key="doc", Body=b"hello",
-        ContentType="text/markdown; charset=utf-8", ContentDisposition='attachment; filename="x.md"',
-        ContentLanguage="de-CH", CacheControl="max-age=60", Expires=expires,
+        Bucket=bucket,
+        Key="doc",
+        Body=b"hello",
+        ContentType="text/markdown; charset=utf-8",
+        ContentDisposition='attachment; filename="x.md"',
+        ContentLanguage="de-CH",
+        CacheControl="max-age=60",
+        Expires=expires,
         Metadata={"color": "blue", "Mixed-Case": "Value with spaces"},
     )
     for resp in (s3.get_object(Bucket=bucket, Key="doc"), s3.head_object(Bucket=bucket, Key="doc")):
@@ -102,8 +107,9 @@ def test_default_content_type(s3, bucket: str) -> None:
 def test_gzip_body_stored_as_sent(s3, bucket: str, gateway) -> None:
     raw = gzip.compress(b"compress me " * 1000)
     s3.put_object(Bucket=bucket, Key="z.gz", Body=raw, ContentEncoding="gzip", ContentType="text/plain")
-    resp = requests.get(f"{gateway.endpoint}/{bucket}/z.gz", headers={"Accept-Encoding": "identity"},
-                        stream=True, timeout=10)
+    resp = requests.get(
+        f"{gateway.endpoint}/{bucket}/z.gz", headers={"Accept-Encoding": "identity"}, stream=True, timeout=10
+    )
     assert resp.status_code == 403  # unsigned
     got = s3.get_object(Bucket=bucket, Key="z.gz")
     assert got["ContentEncoding"] == "gzip"
@@ -140,9 +146,15 @@ def test_ranges(s3, bucket: str) -> None:
 
 def test_response_overrides(s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="o", Body=b"x", ContentType="text/plain")
-    got = s3.get_object(Bucket=bucket, Key="o", ResponseContentType="application/json",
-                        ResponseContentDisposition="inline", ResponseCacheControl="no-cache",
-                        ResponseContentLanguage="fr", ResponseContentEncoding="identity")
+    got = s3.get_object(
+        Bucket=bucket,
+        Key="o",
+        ResponseContentType="application/json",
+        ResponseContentDisposition="inline",
+        ResponseCacheControl="no-cache",
+        ResponseContentLanguage="fr",
+        ResponseContentEncoding="identity",
+    )
     assert got["ContentType"] == "application/json"
     assert got["ContentDisposition"] == "inline"
     assert got["CacheControl"] == "no-cache"
@@ -214,8 +226,9 @@ def test_overwrite_replaces(s3, bucket: str) -> None:
 def test_copy_object(s3, bucket: str) -> None:
     data = os.urandom(700_000)
     src = "src dir/ü+key"
-    s3.put_object(Bucket=bucket, Key=src, Body=data, ContentType="image/png", Metadata={"a": "1"},
-                  ChecksumAlgorithm="CRC32C")
+    s3.put_object(
+        Bucket=bucket, Key=src, Body=data, ContentType="image/png", Metadata={"a": "1"}, ChecksumAlgorithm="CRC32C"
+    )
     etag = s3.head_object(Bucket=bucket, Key=src)["ETag"]
     res = s3.copy_object(Bucket=bucket, Key="copy1", CopySource={"Bucket": bucket, "Key": src})
     assert res["CopyObjectResult"]["ETag"] == etag
@@ -224,22 +237,34 @@ def test_copy_object(s3, bucket: str) -> None:
     assert got["ContentType"] == "image/png"
     assert got["Metadata"] == {"a": "1"}
     assert got["ChecksumCRC32C"] == s3.head_object(Bucket=bucket, Key=src, ChecksumMode="ENABLED")["ChecksumCRC32C"]
-    s3.copy_object(Bucket=bucket, Key="copy2", CopySource=f"{bucket}/{src}", MetadataDirective="REPLACE",
-                   ContentType="text/plain", Metadata={"b": "2"})
+    s3.copy_object(
+        Bucket=bucket,
+        Key="copy2",
+        CopySource=f"{bucket}/{src}",
+        MetadataDirective="REPLACE",
+        ContentType="text/plain",
+        Metadata={"b": "2"},
+    )
     head = s3.head_object(Bucket=bucket, Key="copy2")
     assert head["ContentType"] == "text/plain"
     assert head["Metadata"] == {"b": "2"}
     with pytest.raises(ClientError) as err:
-        s3.copy_object(Bucket=bucket, Key="copy3", CopySource={"Bucket": bucket, "Key": src},
-                       CopySourceIfMatch='"nope"')
+        s3.copy_object(
+            Bucket=bucket, Key="copy3", CopySource={"Bucket": bucket, "Key": src}, CopySourceIfMatch='"nope"'
+        )
     assert status(err.value) == 412
     with pytest.raises(ClientError) as err:
-        s3.copy_object(Bucket=bucket, Key="copy3", CopySource={"Bucket": bucket, "Key": src},
-                       CopySourceIfNoneMatch=etag)
+        s3.copy_object(
+            Bucket=bucket, Key="copy3", CopySource={"Bucket": bucket, "Key": src}, CopySourceIfNoneMatch=etag
+        )
     assert status(err.value) == 412
-    s3.copy_object(Bucket=bucket, Key="copy3", CopySource={"Bucket": bucket, "Key": src},
-                   CopySourceIfMatch=etag,
-                   CopySourceIfModifiedSince=datetime(2000, 1, 1, tzinfo=UTC))
+    s3.copy_object(
+        Bucket=bucket,
+        Key="copy3",
+        CopySource={"Bucket": bucket, "Key": src},
+        CopySourceIfMatch=etag,
+        CopySourceIfModifiedSince=datetime(2000, 1, 1, tzinfo=UTC),
+    )
     with pytest.raises(ClientError) as err:
         s3.copy_object(Bucket=bucket, Key=src, CopySource={"Bucket": bucket, "Key": src})
     assert error_code(err.value) == "InvalidRequest"
@@ -251,11 +276,11 @@ def test_copy_object(s3, bucket: str) -> None:
 def test_delete_objects(s3, bucket: str) -> None:
     for i in range(5):
         s3.put_object(Bucket=bucket, Key=f"d/{i}", Body=b"x")
-    res = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"d/{i}"} for i in range(3)]
-                                                  + [{"Key": "missing"}]})
+    res = s3.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": f"d/{i}"} for i in range(3)] + [{"Key": "missing"}]}
+    )
     assert sorted(d["Key"] for d in res["Deleted"]) == ["d/0", "d/1", "d/2", "missing"]
-    res = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "d/3"}, {"Key": "k" * 1100}],
-                                                  "Quiet": True})
+    res = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "d/3"}, {"Key": "k" * 1100}], "Quiet": True})
     assert "Deleted" not in res
     assert [(e["Key"], e["Code"]) for e in res["Errors"]] == [("k" * 1100, "KeyTooLongError")]
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["d/4"]
@@ -286,10 +311,13 @@ def test_checksums_stored_and_returned(s3, bucket: str, algorithm: str) -> None:
     assert f"Checksum{algorithm}" not in s3.head_object(Bucket=bucket, Key="ck")
 
 
-@pytest.mark.parametrize("header,good", [
-    ("x-amz-checksum-crc32", "crc32"),
-    ("x-amz-checksum-sha256", "sha256"),
-])
+@pytest.mark.parametrize(
+    "header,good",
+    [
+        ("x-amz-checksum-crc32", "crc32"),
+        ("x-amz-checksum-sha256", "sha256"),
+    ],
+)
 def test_wrong_checksum_is_bad_digest_and_stores_nothing(gateway, bucket: str, header: str, good: str) -> None:
     url = f"{gateway.endpoint}/{bucket}/guarded"
     body = b"original"

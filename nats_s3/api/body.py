@@ -123,9 +123,7 @@ class UploadBody:
             raise S3Error("XAmzContentSHA256Mismatch")
         if self._checksum is not None:
             algorithm, value = self._checksum
-            actual = (
-                base64.b64encode(digests.sha256).decode() if self._hasher is None else self._hasher.b64digest()
-            )
+            actual = base64.b64encode(digests.sha256).decode() if self._hasher is None else self._hasher.b64digest()
             if actual != value:
                 raise S3Error("BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
             return self._checksum

@@ -22,9 +22,7 @@ def _check_name(bucket: str) -> None:
 
 async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
     buckets = await services.store.list_buckets()
-    entries: list[XmlChild] = [
-        ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created))]) for b in buckets
-    ]
+    entries: list[XmlChild] = [("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created))]) for b in buckets]
     return ctx.xml("ListAllMyBucketsResult", [("Owner", owner_items(ctx.auth.access_key)), ("Buckets", entries)])
 
 

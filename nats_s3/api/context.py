@@ -76,9 +76,7 @@ class S3Context:
         return {"x-amz-request-id": self.request_id, "x-amz-id-2": self.request_id, **self.response_headers}
 
     def xml(self, root: str, items: list[XmlChild], status: int = 200) -> web.Response:
-        return web.Response(
-            body=build(root, items), status=status, content_type=XML_TYPE, headers=self.base_headers()
-        )
+        return web.Response(body=build(root, items), status=status, content_type=XML_TYPE, headers=self.base_headers())
 
     def empty(self, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
         return web.Response(status=status, headers={**self.base_headers(), **(headers or {})})

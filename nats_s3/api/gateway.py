@@ -134,8 +134,9 @@ class Gateway:
                 # The body was not read: close rather than let it be parsed as the next request.
                 response.force_close()
         except UnicodeDecodeError:
-            response = error_response(S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400),
-                                      request, request_id)
+            response = error_response(
+                S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400), request, request_id
+            )
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             response = error_response(S3Error("InternalError"), request, request_id)

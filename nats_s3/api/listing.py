@@ -69,11 +69,17 @@ def _max_keys(ctx: S3Context) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise S3Error("InvalidArgument", "Provided max-keys not an integer or within integer range",
-                      extra={"ArgumentName": "max-keys", "ArgumentValue": raw}) from None
+        raise S3Error(
+            "InvalidArgument",
+            "Provided max-keys not an integer or within integer range",
+            extra={"ArgumentName": "max-keys", "ArgumentValue": raw},
+        ) from None
     if value < 0:
-        raise S3Error("InvalidArgument", "Argument maxKeys must be an integer between 0 and 2147483647",
-                      extra={"ArgumentName": "maxKeys", "ArgumentValue": raw})
+        raise S3Error(
+            "InvalidArgument",
+            "Argument maxKeys must be an integer between 0 and 2147483647",
+            extra={"ArgumentName": "maxKeys", "ArgumentValue": raw},
+        )
     return min(value, MAX_KEYS)
 
 
@@ -82,8 +88,11 @@ def _encoder(ctx: S3Context):  # type: ignore[no-untyped-def]
     if encoding is None:
         return lambda s: s
     if encoding.lower() != "url":
-        raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request",
-                      extra={"ArgumentName": "encoding-type", "ArgumentValue": encoding})
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid Encoding Method specified in Request",
+            extra={"ArgumentName": "encoding-type", "ArgumentValue": encoding},
+        )
     return lambda s: quote(s, safe="/") if s else s
 
 
@@ -164,5 +173,6 @@ def _decode_token(token: str) -> str:
             return raw[3:].decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
-    raise S3Error("InvalidArgument", "The continuation token provided is incorrect",
-                  extra={"ArgumentName": "continuation-token"})
+    raise S3Error(
+        "InvalidArgument", "The continuation token provided is incorrect", extra={"ArgumentName": "continuation-token"}
+    )

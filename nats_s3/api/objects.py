@@ -22,7 +22,7 @@ from ..protocol.headers import (
     parse_range,
     stored_headers,
 )
-from ..protocol.xml import XmlChild, children, child_text, iso8601, local_name, parse_xml
+from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
 from ..store import naming
 from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
@@ -186,8 +186,11 @@ def parse_copy_source(value: str) -> tuple[str, str]:
     source = source.removeprefix("/")
     bucket, sep, key = source.partition("/")
     if not sep or not bucket or not key:
-        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
-                      extra={"ArgumentName": "x-amz-copy-source"})
+        raise S3Error(
+            "InvalidArgument",
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            extra={"ArgumentName": "x-amz-copy-source"},
+        )
     return bucket, key
 
 
@@ -196,8 +199,9 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
     check_key(src_key)
     directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
-        raise S3Error("InvalidArgument", "Unknown metadata directive.",
-                      extra={"ArgumentName": "x-amz-metadata-directive"})
+        raise S3Error(
+            "InvalidArgument", "Unknown metadata directive.", extra={"ArgumentName": "x-amz-metadata-directive"}
+        )
     try:
         source = await services.store.head_object(src_bucket, src_key)
     except store_errors.ObjectNotFound:

@@ -68,7 +68,5 @@ def load_credentials(path: Path) -> dict[str, str]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
-        raise CredentialsError(
-            f"invalid credentials file {path}: {where + ': ' if where else ''}{msg}"
-        ) from None
+        raise CredentialsError(f"invalid credentials file {path}: {where + ': ' if where else ''}{msg}") from None
     return {c.access_key: c.secret_key for c in parsed.credentials}

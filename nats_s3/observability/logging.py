@@ -22,8 +22,12 @@ def _logfmt_value(value: object) -> str:
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        parts = [f"time={ts}", f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"msg={_logfmt_value(record.getMessage())}"]
+        parts = [
+            f"time={ts}",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_logfmt_value(record.getMessage())}",
+        ]
         for name, value in record.__dict__.items():
             if name not in _STANDARD and not name.startswith("_"):
                 parts.append(f"{name}={_logfmt_value(value)}")
@@ -36,8 +40,10 @@ def setup_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(
-            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                          rename_fields={"levelname": "level", "name": "logger", "asctime": "time"})
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger", "asctime": "time"},
+            )
         )
     else:
         handler.setFormatter(LogfmtFormatter())

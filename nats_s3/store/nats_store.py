@@ -312,9 +312,7 @@ class NatsStore:
         return to_object_info(doc, key, bucket, seq)
 
     @staticmethod
-    def _check_condition(
-        found: tuple[int, StoredObjectInfo] | None, condition: WriteCondition, key: str
-    ) -> None:
+    def _check_condition(found: tuple[int, StoredObjectInfo] | None, condition: WriteCondition, key: str) -> None:
         live = found is not None and not found[1].deleted
         if condition.if_none_match_star and live:
             raise PreconditionFailed(key)

@@ -1,0 +1,182 @@
+"""Bad input: truncated and oversized bodies, broken framing and XML, odd URLs. Always an S3 error, never a 500,
+and nothing stored is lost or left orphaned."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+from urllib.parse import urlsplit
+
+import nats
+import nats.js.errors
+import pytest
+import requests
+
+from nats_s3.store import naming
+
+from .signing import sign, signed_request
+
+
+def live_chunk_subjects(nats_url: str, bucket: str) -> tuple[set[str], set[str]]:
+    """(chunk subjects present in the stream, chunk subjects live metas point at)."""
+
+    async def probe() -> tuple[set[str], set[str]]:
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            nb = naming.nats_bucket(bucket)
+            info = await js.stream_info(naming.stream_name(nb), subjects_filter=naming.chunk_wildcard(nb))
+            present = set((info.state.subjects or {}).keys())
+            store = await js.object_store(nb)
+            try:
+                objects = await store.list(ignore_deletes=True)
+            except nats.js.errors.NotFoundError:
+                objects = []
+            referenced = {naming.chunk_subject(nb, o.nuid) for o in objects if o.size}
+            return present, referenced
+        finally:
+            await nc.close()
+
+    return asyncio.run(probe())
+
+
+def raw(endpoint: str, payload: bytes, *, close_after: bool = True, timeout: float = 5.0) -> bytes:
+    parts = urlsplit(endpoint)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        if close_after:
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return data
+
+
+def request_bytes(method: str, path: str, headers: dict[str, str], body: bytes, host: str) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def test_truncated_body_keeps_previous_version(gateway, s3, bucket: str, nats_url: str) -> None:
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"previous version")
+    body = b"n" * 2_000_000
+    url = f"{gateway.endpoint}/{bucket}/keep"
+    headers = sign("PUT", url, body=body)
+    headers["Content-Length"] = str(len(body))
+    host = urlsplit(gateway.endpoint).netloc
+    raw(gateway.endpoint, request_bytes("PUT", f"/{bucket}/keep", headers, body[:700_000], host))
+    assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"previous version"
+    for _ in range(50):
+        present, referenced = live_chunk_subjects(nats_url, bucket)
+        if present == referenced:
+            break
+        asyncio.run(asyncio.sleep(0.1))
+    assert present == referenced
+
+
+def test_unsigned_payload_truncated(gateway, s3, bucket: str, nats_url: str) -> None:
+    url = f"{gateway.endpoint}/{bucket}/cut"
+    headers = sign("PUT", url, payload_hash="UNSIGNED-PAYLOAD")
+    headers["Content-Length"] = "1000000"
+    host = urlsplit(gateway.endpoint).netloc
+    raw(gateway.endpoint, request_bytes("PUT", f"/{bucket}/cut", headers, b"x" * 1000, host))
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="cut")
+    present, referenced = live_chunk_subjects(nats_url, bucket)
+    assert present == referenced
+
+
+def test_missing_content_length(gateway, bucket: str) -> None:
+    url = f"{gateway.endpoint}/{bucket}/nolen"
+    headers = sign("PUT", url, payload_hash="UNSIGNED-PAYLOAD")
+    headers.pop("Content-Length", None)
+    headers["Connection"] = "close"
+    host = urlsplit(gateway.endpoint).netloc
+    answer = raw(gateway.endpoint, request_bytes("PUT", f"/{bucket}/nolen", headers, b"", host), close_after=False)
+    assert answer.startswith(b"HTTP/1.1 411"), answer[:200]
+    assert b"<Code>MissingContentLength</Code>" in answer
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'><!ENTITY lol2 '&lol;&lol;&lol;&lol;'>]>"
+        b"<Delete><Object><Key>&lol2;</Key></Object></Delete>",
+        b"<?xml version='1.0'?><!DOCTYPE d [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><Delete><Object><Key>&x;</Key>"
+        b"</Object></Delete>",
+        b"<Delete><Object><Key>k</Key></Object>" + b"<Object><Key>k</Key></Object>" * 200_000 + b"</Delete>",
+        b"\xff\xfe garbage",
+    ],
+)
+def test_hostile_xml_refused(gateway, bucket: str, s3, payload: bytes) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"kept")
+    import base64
+
+    md5 = base64.b64encode(hashlib.md5(payload).digest()).decode()
+    resp = signed_request("POST", f"{gateway.endpoint}/{bucket}?delete", body=payload, headers={"Content-MD5": md5})
+    assert resp.status_code == 400
+    assert "<Code>MalformedXML</Code>" in resp.text
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"kept"
+
+
+@pytest.mark.parametrize("query", ["acl", "tagging", "versioning", "policy", "cors", "lifecycle"])
+def test_unknown_subresources_not_implemented(gateway, bucket: str, query: str) -> None:
+    resp = signed_request("GET", f"{gateway.endpoint}/{bucket}?{query}")
+    assert resp.status_code == 501
+    assert "<Code>NotImplemented</Code>" in resp.text
+    resp = signed_request("PUT", f"{gateway.endpoint}/{bucket}/obj?{query}", body=b"<x/>")
+    assert resp.status_code == 501
+
+
+def test_method_not_allowed(gateway, bucket: str) -> None:
+    resp = signed_request("POST", f"{gateway.endpoint}/{bucket}/obj", body=b"x")
+    assert resp.status_code == 405
+    assert "<Code>MethodNotAllowed</Code>" in resp.text
+
+
+def test_invalid_percent_encoding(gateway, bucket: str) -> None:
+    resp = requests.get(f"{gateway.endpoint}/{bucket}/%ff%fe", timeout=10)
+    assert resp.status_code in (400, 403)
+    assert "<Code>" in resp.text
+
+
+def test_header_signed_streaming_without_decoded_length(gateway, bucket: str) -> None:
+    url = f"{gateway.endpoint}/{bucket}/s"
+    resp = signed_request(
+        "PUT",
+        url,
+        body=b"0\r\n\r\n",
+        payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        headers={"Content-Encoding": "aws-chunked"},
+    )
+    assert resp.status_code in (400, 411)
+    assert "<Code>" in resp.text
+
+
+def test_no_500_on_garbage_authorization(gateway) -> None:
+    for value in (
+        "AWS4-HMAC-SHA256",
+        "AWS4-HMAC-SHA256 Credential=",
+        "AWS abc:def",
+        "Bearer x",
+        "AWS4-HMAC-SHA256 Credential=a/b/c/d/e, SignedHeaders=host, Signature=zz",
+    ):
+        resp = requests.get(
+            f"{gateway.endpoint}/",
+            headers={
+                "Authorization": value,
+                "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+                "x-amz-date": "20261123T000000Z",
+            },
+            timeout=10,
+        )
+        assert 400 <= resp.status_code < 500, value
+        assert "<Code>" in resp.text
