@@ -10,7 +10,7 @@ import requests
 
 from .conftest import make_client
 from .signing import presign, sign, signed_request, signing_clock
-from .support import ACCESS_KEY
+from .support import ACCESS_KEY, SECRET_KEY
 
 
 def test_unsigned_request_is_denied_and_writes_nothing(gateway, s3, bucket: str) -> None:
@@ -162,3 +162,38 @@ def test_every_response_has_request_id(gateway, bucket: str) -> None:
     head = signed_request("HEAD", f"{gateway.endpoint}/{bucket}/missing")
     assert head.status_code == 404 and head.content == b""
     assert ACCESS_KEY
+
+
+def test_sigv2_presigned_urls(gateway, s3, bucket: str) -> None:
+    """`aws s3 presign` and boto3's default presigner still make SigV2 URLs; shared links must work."""
+    import boto3
+    from botocore.config import Config
+
+    s3.put_object(Bucket=bucket, Key="v2 link+ü.txt", Body=b"v2 bytes")
+    v2 = boto3.client(
+        "s3",
+        endpoint_url=gateway.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+        config=Config(signature_version="s3", s3={"addressing_style": "path"}),
+    )
+    url = v2.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": bucket, "Key": "v2 link+ü.txt", "ResponseContentType": "text/plain"},
+        ExpiresIn=300,
+    )
+    assert "AWSAccessKeyId=" in url and "Signature=" in url
+    resp = requests.get(url, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b"v2 bytes"
+    assert resp.headers["Content-Type"] == "text/plain"
+    resp = requests.get(
+        url.replace("response-content-type=text%2Fplain", "response-content-type=text%2Fhtml"), timeout=10
+    )
+    assert resp.status_code == 403 and "SignatureDoesNotMatch" in resp.text
+    expired = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "v2 link+ü.txt"}, ExpiresIn=-10)
+    resp = requests.get(expired, timeout=10)
+    assert resp.status_code == 403 and "<Code>AccessDenied</Code>" in resp.text
+    resp = requests.put(url, data=b"overwrite", timeout=10)
+    assert resp.status_code == 403

@@ -114,7 +114,7 @@ class Gateway:
             bucket, key = split_path(request.raw_path)
             headers, pairs, auth = self._authenticate(request)
             access_key = auth.access_key
-            query = {}
+            query: dict[str, str] = {}
             for name, value in pairs:
                 query.setdefault(name, value)
             route = resolve(request.method, bucket, key, query)

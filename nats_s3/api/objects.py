@@ -101,7 +101,7 @@ def _with_overrides(ctx: S3Context, headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-async def head_object(services: Services, ctx: S3Context) -> web.Response:
+async def head_object(services: Services, ctx: S3Context) -> web.StreamResponse:
     check_key(ctx.key)
     found = await _conditional_head(services, ctx)
     if isinstance(found, web.Response):

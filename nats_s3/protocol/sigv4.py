@@ -12,6 +12,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
 
 from nats_s3.protocol.errors import S3Error
+from nats_s3.protocol.sigv2 import is_presigned_v2, verify_presigned_v2
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
@@ -198,9 +199,23 @@ class SigV4Verifier:
             return self._verify_header(req)
         if has_query_auth:
             return self._verify_query(req)
-        if "Signature" in names and "AWSAccessKeyId" in names:
-            raise self._unsupported()
+        if is_presigned_v2(req.query):
+            return self._verify_presigned_v2(req)
         raise S3Error("AccessDenied", "Request is not signed.")
+
+    def _verify_presigned_v2(self, req: SignedRequest) -> AuthResult:
+        access_key, signature = verify_presigned_v2(
+            req.method, req.raw_path, req.query, req.headers, self._secrets, self._now()
+        )
+        return AuthResult(
+            access_key=access_key,
+            payload_hash=UNSIGNED_PAYLOAD,
+            presigned=True,
+            amz_date="",
+            scope="",
+            signing_key=b"",
+            signature=signature,
+        )
 
     # -- header auth ------------------------------------------------------------------------------
 

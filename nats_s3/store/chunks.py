@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import nats.errors
@@ -143,7 +143,7 @@ class ChunkReader:
         self._count = count
         self._batch = max(1, batch_bytes // chunk_size) if chunk_size else 32
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         if self._count <= 0:
             return
         if self._runs:
@@ -164,7 +164,7 @@ class ChunkReader:
             raise StoreUnavailable(f"direct get failed: {exc}") from exc
         return sub
 
-    async def _drain_batch(self, sub: Subscription, expected: int) -> AsyncIterator[Msg]:
+    async def _drain_batch(self, sub: Subscription, expected: int) -> AsyncGenerator[Msg, None]:
         """Yields the batch's messages; stops at its end-of-batch marker."""
         got = 0
         try:
@@ -192,7 +192,7 @@ class ChunkReader:
         if got != expected:
             raise CorruptObject(f"expected {expected} chunks on {self._subject}, got {got}")
 
-    async def _pipelined(self) -> AsyncIterator[bytes]:
+    async def _pipelined(self) -> AsyncGenerator[bytes, None]:
         batches: deque[tuple[Subscription, int]] = deque()
         next_index = self._first
         end = self._first + self._count
@@ -221,7 +221,7 @@ class ChunkReader:
             for sub, _ in batches:
                 await _unsubscribe(sub)
 
-    async def _sequential(self) -> AsyncIterator[bytes]:
+    async def _sequential(self) -> AsyncGenerator[bytes, None]:
         # Objects written by other clients carry no sequence index (and may have uneven chunks):
         # walk the subject from the start; the caller skips bytes before its range.
         seq = 1

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -212,12 +212,12 @@ class NatsStore:
 
     # ---- reading ------------------------------------------------------------------------------
 
-    def read_object(self, info: ObjectInfo, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def read_object(self, info: ObjectInfo, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Bytes [start, end] (inclusive) of an object found by head_object; reads no chunk before start."""
         last = info.size - 1 if end is None else min(end, info.size - 1)
         return self._read(info, start, last)
 
-    async def _read(self, info: ObjectInfo, start: int, last: int) -> AsyncIterator[bytes]:
+    async def _read(self, info: ObjectInfo, start: int, last: int) -> AsyncGenerator[bytes, None]:
         if info.size == 0 or start > last:
             return
         nb = naming.nats_bucket(info.bucket)
@@ -412,7 +412,7 @@ class NatsStore:
             if not page or offset >= total:
                 return subjects
 
-    async def _live_meta(self, bucket: str, limit: int | None = None) -> AsyncIterator[ObjectInfo]:
+    async def _live_meta(self, bucket: str, limit: int | None = None) -> AsyncGenerator[ObjectInfo, None]:
         """Every live object's info, in no particular order (a scan; listing at scale uses an index)."""
         nb = naming.nats_bucket(bucket)
         stream = naming.stream_name(nb)

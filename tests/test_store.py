@@ -1,0 +1,173 @@
+"""The NATS side: Object Store interop with nats-py both ways, no consumers left behind, no orphaned chunks,
+and nothing lost across gateway restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import os
+from pathlib import Path
+
+import nats
+import nats.js.errors
+import pytest
+
+from nats_s3.store import naming
+
+from .conftest import make_client
+from .support import GatewayProcess
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+async def _with_js(nats_url: str, fn):  # type: ignore[no-untyped-def]
+    nc = await nats.connect(nats_url)
+    try:
+        return await fn(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+def test_gateway_object_read_by_nats_py(s3, bucket: str, nats_url: str) -> None:
+    data = os.urandom(1_234_567)
+    s3.put_object(Bucket=bucket, Key="dir/interop.bin", Body=data, ContentType="application/x-test")
+
+    async def read(js):  # type: ignore[no-untyped-def]
+        store = await js.object_store(naming.nats_bucket(bucket))
+        result = await store.get("dir/interop.bin")  # also verifies the SHA-256 digest
+        info = await store.get_info("dir/interop.bin")
+        return result.data, info
+
+    got, info = run(_with_js(nats_url, read))
+    assert got == data
+    assert info.size == len(data)
+    assert info.headers["content-type"] == ["application/x-test"]
+
+
+def test_nats_py_object_served_over_s3(s3, bucket: str, nats_url: str) -> None:
+    data = os.urandom(700_001)
+
+    async def write(js):  # type: ignore[no-untyped-def]
+        store = await js.object_store(naming.nats_bucket(bucket))
+        await store.put("from nats-py/ü.bin", data)
+
+    run(_with_js(nats_url, write))
+    got = s3.get_object(Bucket=bucket, Key="from nats-py/ü.bin")
+    assert got["Body"].read() == data
+    assert got["ContentLength"] == len(data)
+    ranged = s3.get_object(Bucket=bucket, Key="from nats-py/ü.bin", Range="bytes=300000-300099")
+    assert ranged["Body"].read() == data[300000:300100]
+    etag = got["ETag"].strip('"')
+    assert len(etag) == 64  # SHA-256 hex: not mistaken for an MD5 by clients
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["from nats-py/ü.bin"]
+    s3.delete_object(Bucket=bucket, Key="from nats-py/ü.bin")
+
+    async def gone(js):  # type: ignore[no-untyped-def]
+        store = await js.object_store(naming.nats_bucket(bucket))
+        with pytest.raises(nats.js.errors.ObjectNotFoundError):
+            await store.get_info("from nats-py/ü.bin")
+
+    run(_with_js(nats_url, gone))
+
+
+def test_bucket_made_by_nats_py_is_listed(s3, nats_url: str) -> None:
+    async def make(js):  # type: ignore[no-untyped-def]
+        await js.create_object_store("made_by_nats_py")
+
+    run(_with_js(nats_url, make))
+    try:
+        names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        assert "made.by.nats.py" in names  # '_' maps back to '.'
+        s3.put_object(Bucket="made.by.nats.py", Key="k", Body=b"v")
+        assert s3.get_object(Bucket="made.by.nats.py", Key="k")["Body"].read() == b"v"
+        s3.delete_object(Bucket="made.by.nats.py", Key="k")
+    finally:
+        s3.delete_bucket(Bucket="made.by.nats.py")
+
+
+def test_gets_leave_no_consumers(s3, bucket: str, nats_url: str) -> None:
+    data = os.urandom(2_000_000)
+    s3.put_object(Bucket=bucket, Key="hot", Body=data)
+
+    def get(i: int) -> bytes:
+        rng = f"bytes={i * 1000}-" if i % 2 else None
+        kwargs = {"Range": rng} if rng else {}
+        return bytes(s3.get_object(Bucket=bucket, Key="hot", **kwargs)["Body"].read()[:10])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(get, range(200)))
+    assert len(results) == 200
+
+    async def consumers(js):  # type: ignore[no-untyped-def]
+        info = await js.stream_info(naming.stream_name(naming.nats_bucket(bucket)))
+        return info.state.consumer_count
+
+    assert run(_with_js(nats_url, consumers)) == 0
+
+
+def test_concurrent_overwrites_leave_one_version(s3, bucket: str, nats_url: str) -> None:
+    bodies = [os.urandom(300_000 + i) for i in range(8)]
+
+    def put(body: bytes) -> str:
+        return str(s3.put_object(Bucket=bucket, Key="race", Body=body)["ETag"])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, bodies))
+    final = s3.get_object(Bucket=bucket, Key="race")["Body"].read()
+    assert final in bodies
+
+    async def chunk_subjects(js):  # type: ignore[no-untyped-def]
+        nb = naming.nats_bucket(bucket)
+        info = await js.stream_info(naming.stream_name(nb), subjects_filter=naming.chunk_wildcard(nb))
+        return info.state.subjects or {}
+
+    subjects = run(_with_js(nats_url, chunk_subjects))
+    assert len(subjects) == 1  # only the surviving version's chunks remain
+
+
+def test_delete_frees_chunks(s3, bucket: str, nats_url: str) -> None:
+    s3.put_object(Bucket=bucket, Key="big", Body=os.urandom(3_000_000))
+    s3.delete_object(Bucket=bucket, Key="big")
+
+    async def state(js):  # type: ignore[no-untyped-def]
+        info = await js.stream_info(naming.stream_name(naming.nats_bucket(bucket)))
+        return info.state.bytes
+
+    assert run(_with_js(nats_url, state)) < 10_000  # only the delete marker
+
+
+def test_restart_keeps_everything(nats_url: str, credentials_file: Path) -> None:
+    gw = GatewayProcess(credentials_file, nats_url).start()
+    try:
+        client = make_client(gw.endpoint)
+        client.create_bucket(Bucket="restart.keeps")
+        data = os.urandom(900_000)
+        client.put_object(
+            Bucket="restart.keeps",
+            Key="k",
+            Body=data,
+            ContentType="text/x-kept",
+            Metadata={"m": "v"},
+            ChecksumAlgorithm="SHA1",
+        )
+        created = next(b for b in client.list_buckets()["Buckets"] if b["Name"] == "restart.keeps")["CreationDate"]
+    finally:
+        gw.stop()
+    gw = GatewayProcess(credentials_file, nats_url).start()
+    try:
+        client = make_client(gw.endpoint)
+        got = client.get_object(Bucket="restart.keeps", Key="k", ChecksumMode="ENABLED")
+        assert got["Body"].read() == data
+        assert got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+        assert got["ContentType"] == "text/x-kept"
+        assert got["Metadata"] == {"m": "v"}
+        assert got["ChecksumSHA1"]
+        again = next(b for b in client.list_buckets()["Buckets"] if b["Name"] == "restart.keeps")["CreationDate"]
+        assert again == created
+        client.delete_object(Bucket="restart.keeps", Key="k")
+        client.delete_bucket(Bucket="restart.keeps")
+    finally:
+        gw.stop()
