@@ -10,11 +10,17 @@ from collections.abc import Mapping
 
 import nats
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 from nats.aio.client import Client as NatsClient
 
+from .api.context import error_response, new_request_id
 from .api.gateway import Gateway
 from .api.services import Services
 from .embedded import EmbeddedNatsServer
+from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
 from .settings import Settings
 from .store.nats_store import NatsStore
@@ -24,6 +30,32 @@ log = logging.getLogger("nats_s3.server")
 # The request line and headers together: larger is 400 from aiohttp before any handler runs.
 MAX_FIELD_SIZE = 16 * 1024
 READ_BUFSIZE = 1024 * 1024
+
+
+class _S3RequestHandler(RequestHandler):
+    """aiohttp's connection handler, but requests it refuses itself (bad framing, huge headers) get S3 XML."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0 or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        if isinstance(exc, LineTooLong):
+            err = S3Error("RequestHeaderSectionTooLarge", extra={"MaxSizeAllowed": str(MAX_FIELD_SIZE)})
+        else:
+            err = S3Error("InvalidRequest", "The request could not be parsed as HTTP/1.1.", status=status)
+        resp = error_response(err, request, new_request_id())  # type: ignore[arg-type]
+        resp.force_close()
+        return resp
+
+
+class _S3Server(Server):
+    def __call__(self) -> RequestHandler:
+        return _S3RequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 def create_app(services: Services) -> web.Application:
@@ -94,6 +126,8 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
             read_bufsize=READ_BUFSIZE,
         )
         await runner.setup()
+        if isinstance(runner.server, Server):
+            runner.server.__class__ = _S3Server
         site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
         await site.start()
         log.info("nats-s3 listening", extra={"listen": settings.listen, "nats": ",".join(servers)})

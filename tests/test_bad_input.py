@@ -180,3 +180,21 @@ def test_no_500_on_garbage_authorization(gateway) -> None:
         )
         assert 400 <= resp.status_code < 500, value
         assert "<Code>" in resp.text
+
+
+def test_huge_headers_get_s3_error(gateway) -> None:
+    host = urlsplit(gateway.endpoint).netloc
+    payload = request_bytes("GET", "/", {"x-amz-meta-big": "v" * 70_000, "Connection": "close"}, b"", host)
+    answer = raw(gateway.endpoint, payload, close_after=False)
+    assert answer.split(b" ", 2)[1] == b"400", answer[:200]
+    assert b"<Code>RequestHeaderSectionTooLarge</Code>" in answer
+    answer = raw(gateway.endpoint, b"GARBAGE\r\n\r\n", close_after=False)
+    assert answer.split(b" ", 2)[1] == b"400", answer[:200]
+    assert b"<Code>" in answer
+    assert requests.get(f"{gateway.endpoint}/healthz", timeout=5).status_code == 200
+
+
+def test_user_metadata_too_large(s3, bucket: str) -> None:
+    with pytest.raises(s3.exceptions.ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="meta", Body=b"x", Metadata={f"k{i}": "v" * 100 for i in range(30)})
+    assert err.value.response["Error"]["Code"] == "MetadataTooLarge"

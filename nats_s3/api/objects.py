@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -15,6 +17,7 @@ from aiohttp import web
 from ..protocol import checksums
 from ..protocol.errors import S3Error
 from ..protocol.headers import (
+    DEFAULT_CONTENT_TYPE,
     RESPONSE_OVERRIDES,
     check_copy_source_conditions,
     check_read_conditions,
@@ -59,8 +62,8 @@ def object_headers(info: ObjectInfo, with_checksum: bool) -> dict[str, str]:
         "Last-Modified": http_date(info.last_modified),
         "Accept-Ranges": "bytes",
     }
-    for name, value in info.headers.items():
-        headers[name] = value
+    headers["content-type"] = DEFAULT_CONTENT_TYPE  # objects from other Object Store clients may have none
+    headers.update(info.headers)
     if with_checksum and info.checksum is not None:
         headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
     return headers
@@ -72,7 +75,8 @@ async def put_object(services: Services, ctx: S3Context) -> web.Response:
         return await copy_object(services, ctx)
     meta = stored_headers(ctx.headers)
     condition = write_condition(ctx)
-    body = UploadBody(ctx.request, ctx.headers, ctx.auth, services.settings.http_idle_timeout)
+    settings = services.settings
+    body = UploadBody(ctx.request, ctx.headers, ctx.auth, settings.http_read_timeout or settings.http_idle_timeout)
     info = await services.store.put_object(
         ctx.bucket, ctx.key, body.stream(), meta, before_commit=body.before_commit, condition=condition
     )
@@ -101,43 +105,48 @@ def _with_overrides(ctx: S3Context, headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-async def head_object(services: Services, ctx: S3Context) -> web.StreamResponse:
+@dataclass(slots=True)
+class _ReadPlan:
+    info: ObjectInfo
+    status: int
+    start: int
+    end: int  # inclusive; -1 for an empty object
+    headers: dict[str, str]
+
+
+async def _plan_read(services: Services, ctx: S3Context) -> _ReadPlan | web.Response:
+    """What GET and HEAD answer: conditions, range and headers (a 304 comes back as a ready response)."""
     check_key(ctx.key)
     found = await _conditional_head(services, ctx)
     if isinstance(found, web.Response):
         return found
     info = found
-    with_checksum = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
-    headers = _with_overrides(ctx, object_headers(info, with_checksum))
     byte_range = parse_range(ctx.headers.get("range"), info.size)
-    status = 200
-    length = info.size
-    if byte_range is not None:
-        status = 206
-        length = byte_range.length
-        headers["Content-Range"] = byte_range.content_range(info.size)
-    resp = web.StreamResponse(status=status, headers={**ctx.base_headers(), **headers})
-    resp.content_length = length
+    # The stored checksum covers the whole object, so a ranged read does not carry it.
+    with_checksum = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and byte_range is None
+    headers = {**ctx.base_headers(), **_with_overrides(ctx, object_headers(info, with_checksum))}
+    if byte_range is None:
+        return _ReadPlan(info, 200, 0, info.size - 1, headers)
+    headers["Content-Range"] = byte_range.content_range(info.size)
+    return _ReadPlan(info, 206, byte_range.start, byte_range.end, headers)
+
+
+async def head_object(services: Services, ctx: S3Context) -> web.StreamResponse:
+    plan = await _plan_read(services, ctx)
+    if isinstance(plan, web.Response):
+        return plan
+    resp = web.StreamResponse(status=plan.status, headers=plan.headers)
+    resp.content_length = plan.end - plan.start + 1
     return resp
 
 
 async def get_object(services: Services, ctx: S3Context) -> web.StreamResponse:
-    check_key(ctx.key)
-    found = await _conditional_head(services, ctx)
-    if isinstance(found, web.Response):
-        return found
-    info = found
-    byte_range = parse_range(ctx.headers.get("range"), info.size)
-    with_checksum = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and byte_range is None
-    headers = _with_overrides(ctx, object_headers(info, with_checksum))
-    status, start, end = 200, 0, info.size - 1
-    if byte_range is not None:
-        status, start, end = 206, byte_range.start, byte_range.end
-        headers["Content-Range"] = byte_range.content_range(info.size)
-    resp = web.StreamResponse(status=status, headers={**ctx.base_headers(), **headers})
-    resp.content_length = end - start + 1 if info.size else 0
-    if "content-type" not in info.headers and "Content-Type" not in headers:
-        resp.content_type = "binary/octet-stream"
+    plan = await _plan_read(services, ctx)
+    if isinstance(plan, web.Response):
+        return plan
+    info, start, end = plan.info, plan.start, plan.end
+    resp = web.StreamResponse(status=plan.status, headers=plan.headers)
+    resp.content_length = end - start + 1
     stream = services.store.read_object(info, start, end)
     # Touch NATS before sending headers, so a missing chunk or lost connection is still an S3 error.
     first: bytes | None = None
@@ -147,12 +156,20 @@ async def get_object(services: Services, ctx: S3Context) -> web.StreamResponse:
         await _aclose(stream)
         raise
     await resp.prepare(ctx.request)
+    write_timeout = services.settings.http_write_timeout
+
+    async def write(data: bytes) -> None:
+        if write_timeout:
+            await asyncio.wait_for(resp.write(data), write_timeout)
+        else:
+            await resp.write(data)
+
     try:
         if first is not None:
-            await resp.write(first)
+            await write(first)
             async for data in stream:
-                await resp.write(data)
-    except (store_errors.StoreError, ConnectionError) as exc:
+                await write(data)
+    except (store_errors.StoreError, ConnectionError, TimeoutError) as exc:
         # Headers are gone: the only honest signal left is to cut the connection short.
         log.warning("GET aborted mid-stream", extra={"bucket": ctx.bucket, "key": ctx.key, "error": repr(exc)})
         if ctx.request.transport is not None:
