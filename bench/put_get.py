@@ -15,6 +15,7 @@ import random
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -51,6 +52,20 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 T = TypeVar("T")
+
+
+# Connections in flight, so an interrupt can cut them and the transfer threads end before cleanup starts.
+_LIVE: set[http.client.HTTPConnection] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def abort_transfers() -> None:
+    with _LIVE_LOCK:
+        conns = list(_LIVE)
+    for conn in conns:
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
 
 
 class BenchError(Exception):
@@ -85,21 +100,27 @@ class Target:
         auth.add_auth(req)
         return dict(req.headers.items())
 
-    def connect(self) -> http.client.HTTPConnection:
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[http.client.HTTPConnection]:
         parts = urlsplit(self.endpoint)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        return cls(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout)
+        conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout)
+        with _LIVE_LOCK:
+            _LIVE.add(conn)
+        try:
+            yield conn
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(conn)
+            conn.close()
 
     def simple(self, method: str, path: str, ok: tuple[int, ...] = (200, 204)) -> None:
-        conn = self.connect()
-        try:
+        with self.connect() as conn:
             conn.request(method, path, headers=self.signed_headers(method, path))
             resp = conn.getresponse()
             data = resp.read()
             if resp.status not in ok:
                 raise BenchError(f"{method} {path}: {resp.status} {data[:500]!r}")
-        finally:
-            conn.close()
 
 
 # --- body -------------------------------------------------------------------------------------------------------
@@ -135,10 +156,47 @@ class _SizedBody:
         return body_views(self._block, self._size)
 
 
+class BodyCheck:
+    """Checks the bytes coming back as they stream in: their MD5, or a comparison with the body sent.
+
+    The comparison proves the same thing at a tenth of the CPU; on a small machine the client's MD5 competes
+    with the gateway and nats-server for cores and lowers the GET figure (see bench/README.md).
+    """
+
+    def __init__(self, mode: str, block: bytes, expected_md5: str) -> None:
+        self.mode = mode
+        self.block = block
+        self.expected_md5 = expected_md5
+        self.length = 0
+        self.first_difference: int | None = None
+        self._md5 = hashlib.md5() if mode == "md5" else None
+
+    def update(self, data: memoryview | bytes) -> None:
+        if self._md5 is not None:
+            self._md5.update(data)
+        elif self.first_difference is None:
+            view, pos = memoryview(data), self.length
+            while view and self.first_difference is None:
+                offset = pos % len(self.block)
+                n = min(len(view), len(self.block) - offset)
+                # bytes.startswith is a memcmp (~13 GiB/s); comparing memoryviews goes item by item (~1 GiB/s).
+                if not self.block.startswith(view[:n], offset):
+                    self.first_difference = pos
+                view, pos = view[n:], pos + n
+        self.length += len(data)
+
+    def problem(self) -> str | None:
+        if self._md5 is not None:
+            got = self._md5.hexdigest()
+            return None if got == self.expected_md5 else f"MD5 {got} of the bytes back != {self.expected_md5} sent"
+        if self.first_difference is not None:
+            return f"the bytes back differ from those sent, first at or after byte {self.first_difference}"
+        return None
+
+
 @dataclass
 class GetOutcome:
-    md5: str
-    length: int
+    check: BodyCheck
     etag: str
 
 
@@ -151,8 +209,7 @@ def _etag(value: str | None) -> str:
 
 def raw_put(target: Target, path: str, block: memoryview, size: int) -> str:
     headers = target.signed_headers("PUT", path, UNSIGNED_PAYLOAD)
-    conn = target.connect()
-    try:
+    with target.connect() as conn:
         conn.putrequest("PUT", path, skip_accept_encoding=True)
         for name, value in headers.items():
             conn.putheader(name, value)
@@ -176,27 +233,19 @@ def raw_put(target: Target, path: str, block: memoryview, size: int) -> str:
         if resp.status != 200:
             raise BenchError(f"PUT {path}: {resp.status} {data[:500]!r}")
         return _etag(resp.getheader("ETag"))
-    finally:
-        conn.close()
 
 
-def raw_get(target: Target, path: str) -> GetOutcome:
-    conn = target.connect()
-    try:
+def raw_get(target: Target, path: str, check: BodyCheck) -> GetOutcome:
+    with target.connect() as conn:
         conn.request("GET", path, headers=target.signed_headers("GET", path))
         resp = conn.getresponse()
         if resp.status != 200:
             raise BenchError(f"GET {path}: {resp.status} {resp.read()[:500]!r}")
-        md5 = hashlib.md5()
         # One reused buffer: reading into it allocates nothing per block.
         buf = memoryview(bytearray(READ_SIZE))
-        total = 0
         while n := resp.readinto(buf):
-            md5.update(buf[:n])
-            total += n
-        return GetOutcome(md5.hexdigest(), total, _etag(resp.getheader("ETag")))
-    finally:
-        conn.close()
+            check.update(buf[:n])
+        return GetOutcome(check, _etag(resp.getheader("ETag")))
 
 
 def requests_put(target: Target, path: str, block: memoryview, size: int) -> str:
@@ -209,20 +258,19 @@ def requests_put(target: Target, path: str, block: memoryview, size: int) -> str
     return _etag(resp.headers.get("ETag"))
 
 
-def requests_get(target: Target, path: str) -> GetOutcome:
+def requests_get(target: Target, path: str, check: BodyCheck) -> GetOutcome:
     headers = target.signed_headers("GET", path)
     with requests.get(target.endpoint + path, headers=headers, stream=True, timeout=target.timeout) as resp:
         if resp.status_code != 200:
             raise BenchError(f"GET {path}: {resp.status_code} {resp.content[:500]!r}")
-        md5 = hashlib.md5()
-        total = 0
         for chunk in resp.iter_content(READ_SIZE):
-            md5.update(chunk)
-            total += len(chunk)
-        return GetOutcome(md5.hexdigest(), total, _etag(resp.headers.get("ETag")))
+            check.update(chunk)
+        return GetOutcome(check, _etag(resp.headers.get("ETag")))
 
 
-CLIENTS: dict[str, tuple[Callable[[Target, str, memoryview, int], str], Callable[[Target, str], GetOutcome]]] = {
+PutFn = Callable[[Target, str, memoryview, int], str]
+GetFn = Callable[[Target, str, BodyCheck], GetOutcome]
+CLIENTS: dict[str, tuple[PutFn, GetFn]] = {
     "raw": (raw_put, raw_get),
     "requests": (requests_put, requests_get),
 }
@@ -255,6 +303,7 @@ def client_cpu_seconds() -> float:
 
 @dataclass
 class ProcStats:
+    rss_start_mib: float | None = None
     rss_peak_mib: float = 0.0
     hwm_mib: float | None = None
     hwm_since: str = "process start"
@@ -285,6 +334,9 @@ class PhaseWatch:
             with contextlib.suppress(OSError):
                 self._cpu0[name] = proc_cpu_seconds(pid)
         self._sample()
+        # RSS at the start tells a peak this phase caused from one inherited from earlier work.
+        for stats in self.stats.values():
+            stats.rss_start_mib = stats.rss_peak_mib or None
         self._client0 = client_cpu_seconds()
         self._thread.start()
         return self
@@ -334,8 +386,14 @@ def run_parallel(jobs: list[Callable[[], T]]) -> tuple[list[T], float]:
         thread.start()
     barrier.wait()
     start = time.perf_counter()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        abort_transfers()
+        for thread in threads:
+            thread.join(5)
+        raise
     elapsed = time.perf_counter() - start
     if errors:
         raise errors[0]
@@ -363,7 +421,6 @@ class Run:
     gateway_hwm_mib: float | None = None
     nats_rss_peak_mib: float | None = None
     nats_hwm_mib: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _peak(values: list[float | None]) -> float | None:
@@ -376,13 +433,15 @@ class Bench:
         self.target = target
         self.pids = pids
         self.put_fn, self.get_fn = CLIENTS[args.client]
+        self.verify: str = args.verify
         self.bucket = f"bench-{uuid.uuid4().hex[:12]}"
         self.size = int(args.size_mib * MIB)
         base, rest = divmod(self.size, args.concurrency)
         self.parts = [base] * args.concurrency
         self.parts[-1] += rest
         self.keys = [f"/{self.bucket}/put-get-{i}.bin" for i in range(args.concurrency)]
-        self.block = memoryview(random.Random(0x5EED).randbytes(BLOCK_SIZE))
+        self.block_bytes = random.Random(0x5EED).randbytes(BLOCK_SIZE)
+        self.block = memoryview(self.block_bytes)
         self.bucket_created = False
         # The body is a pure function of its size, so its MD5 is known before sending and the timed PUT
         # spends no client CPU hashing.
@@ -405,12 +464,19 @@ class Bench:
             if etag != self.md5[size]:
                 raise BenchError(f"PUT {key}: ETag {etag!r} != MD5 of the body sent {self.md5[size]}")
         with PhaseWatch(self.pids) as get_watch:
-            outcomes, get_s = run_parallel([functools.partial(self.get_fn, self.target, key) for key in self.keys])
+            outcomes, get_s = run_parallel(
+                [
+                    functools.partial(
+                        self.get_fn, self.target, key, BodyCheck(self.verify, self.block_bytes, self.md5[size])
+                    )
+                    for key, size in zip(self.keys, self.parts, strict=True)
+                ]
+            )
         for key, size, got in zip(self.keys, self.parts, outcomes, strict=True):
-            if got.length != size:
-                raise BenchError(f"GET {key}: {got.length} bytes back, {size} sent")
-            if got.md5 != self.md5[size]:
-                raise BenchError(f"GET {key}: MD5 {got.md5} of the bytes back != {self.md5[size]} of the bytes sent")
+            if got.check.length != size:
+                raise BenchError(f"GET {key}: {got.check.length} bytes back, {size} sent")
+            if problem := got.check.problem():
+                raise BenchError(f"GET {key}: {problem}")
             if got.etag != self.md5[size]:
                 raise BenchError(f"GET {key}: ETag {got.etag!r} != MD5 {self.md5[size]}")
         # Deleting between runs keeps the store (and nats-server's disk and memory) the same size for every run.
@@ -562,6 +628,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=1, help="parallel PUT+GET streams of size/N each")
     p.add_argument("--client", choices=sorted(CLIENTS), default="raw", help="raw http.client (fastest) or requests")
+    p.add_argument(
+        "--verify",
+        choices=("md5", "bytes"),
+        default="md5",
+        help="check GET bodies by MD5, or by comparing bytes (a tenth of the client CPU)",
+    )
     p.add_argument("--endpoint", help="use this running gateway instead of starting nats-server and a gateway")
     p.add_argument("--pid", type=int, help="with --endpoint: the gateway's pid, to measure its RSS")
     p.add_argument("--nats-pid", type=int, help="with --endpoint: the nats-server's pid, to measure its RSS")
@@ -624,18 +696,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"run {i}: PUT {run.put.mib_s:.1f} MiB/s ({run.put.seconds:.2f} s), "
                 f"GET {run.get.mib_s:.1f} MiB/s ({run.get.seconds:.2f} s), "
                 f"gateway RSS peak {_fmt(run.gateway_rss_peak_mib, 0).strip()} MiB",
-                file=sys.stderr,
                 flush=True,
             )
+        print()
         summary = summarize(runs)
         header = (
             f"nats-s3 put/get: {args.size_mib:g} MiB in {args.concurrency} stream(s), {args.runs} run(s), "
-            f"client={args.client}, endpoint={endpoint}"
+            f"client={args.client}, verify={args.verify}, endpoint={endpoint}"
             + (" (own nats-server + gateway)" if gateway else "")
             + "\nidle RSS before the runs: "
             + (", ".join(f"{name} {mib:.1f} MiB" for name, mib in idle.items()) or "not measured")
         )
         print_report(runs, summary, header)
+        # Linux reports ru_maxrss in KiB; a client that streams stays far below the object size.
+        client_maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"\nclient (this process) peak RSS: {client_maxrss_mib:.1f} MiB")
         problems = log_problems(gateway.log_text()) if gateway else []
         if problems:
             print(f"\ngateway log warnings/errors ({len(problems)} shown):", *problems, sep="\n  ")
@@ -650,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": args.runs,
                 "concurrency": args.concurrency,
                 "client": args.client,
+                "verify": args.verify,
                 "endpoint": endpoint,
                 "own_servers": gateway is not None,
                 "block_bytes": BLOCK_SIZE,
@@ -657,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rss_sample_interval_s": SAMPLE_INTERVAL,
             },
             "idle_rss_mib": idle,
+            "client_maxrss_mib": client_maxrss_mib,
             "runs": [asdict(r) for r in runs],
             "summary": summary,
             "targets": TARGETS,
@@ -678,18 +755,24 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted, cleaning up", file=sys.stderr)
         status = 130
     finally:
-        if status != 0 and gateway is not None:
-            with contextlib.suppress(OSError):
-                print("gateway log tail:\n" + gateway.log_text()[-4000:], file=sys.stderr)
         try:
             if bench is not None:
                 for problem in bench.cleanup():
                     print(f"cleanup: {problem}", file=sys.stderr)
         finally:
             if gateway is not None:
+                stop_started = time.monotonic()
                 code = gateway.stop()
                 if code not in (0, -signal.SIGTERM, None):
-                    print(f"gateway exited with {code}", file=sys.stderr)
+                    print(
+                        f"gateway exited with {code} {time.monotonic() - stop_started:.1f} s after SIGTERM",
+                        file=sys.stderr,
+                    )
+                    status = status or 1
+                # Printed after the stop so the tail includes the gateway's shutdown messages.
+                if status != 0:
+                    with contextlib.suppress(OSError):
+                        print("gateway log tail:\n" + gateway.log_text()[-4000:], file=sys.stderr)
             if nats is not None:
                 nats.stop()
             shutil.rmtree(tmp, ignore_errors=True)

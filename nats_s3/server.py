@@ -30,6 +30,8 @@ log = logging.getLogger("nats_s3.server")
 # The request line and headers together: larger is 400 from aiohttp before any handler runs.
 MAX_FIELD_SIZE = 16 * 1024
 READ_BUFSIZE = 1024 * 1024
+SHUTDOWN_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 5.0
 
 
 class _S3RequestHandler(RequestHandler):
@@ -124,6 +126,7 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
             max_field_size=MAX_FIELD_SIZE,
             max_line_size=MAX_FIELD_SIZE,
             read_bufsize=READ_BUFSIZE,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         await runner.setup()
         if isinstance(runner.server, Server):
@@ -142,7 +145,10 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
         if runner is not None:
             await runner.cleanup()
         if nc is not None:
+            # drain() waits on the server; with NATS gone it would wait forever.
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await asyncio.wait_for(nc.drain(), DRAIN_TIMEOUT)
+            with contextlib.suppress(Exception):
+                await nc.close()
         if embedded is not None:
             await embedded.stop()

@@ -82,6 +82,63 @@ class NatsServerProcess:
             shutil.rmtree(self.store_dir, ignore_errors=True)
 
 
+class NatsCluster:
+    """Three clustered nats-server -js processes on loopback, for replicated streams."""
+
+    def __init__(self, base: Path, size: int = 3) -> None:
+        self.ports = [free_port() for _ in range(size)]
+        self.cluster_ports = [free_port() for _ in range(size)]
+        self.base = base
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{port}" for port in self.ports]
+
+    def start(self) -> NatsCluster:
+        routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.cluster_ports)
+        for i, (port, cport) in enumerate(zip(self.ports, self.cluster_ports, strict=True)):
+            store = self.base / f"n{i}"
+            store.mkdir(parents=True, exist_ok=True)
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        find_nats_server(),
+                        "-js",
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-sd",
+                        str(store),
+                        "--server_name",
+                        f"n{i}",
+                        "--cluster_name",
+                        "nats-s3-test",
+                        "--cluster",
+                        f"nats://127.0.0.1:{cport}",
+                        "--routes",
+                        routes,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in self.ports:
+            wait_port("127.0.0.1", port)
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs = []
+
+
 @contextlib.contextmanager
 def nats_server() -> Iterator[tuple[str, str]]:
     """(url, how): a testcontainers NATS where a Docker engine answers, else the nats-server binary."""

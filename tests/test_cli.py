@@ -193,3 +193,19 @@ def test_json_logs(tmp_path: Path, nats_url: str) -> None:
     requests_logged = [entry for entry in lines if entry.get("operation") == "ListBuckets"]
     assert requests_logged and requests_logged[0]["status"] == 200
     assert all("secret" not in json.dumps(entry).lower() for entry in lines)
+
+
+def test_sigterm_exits_promptly_while_nats_is_down(tmp_path: Path) -> None:
+    creds = write_credentials(tmp_path / "creds.json")
+    server = NatsServerProcess(store_dir=tmp_path / "js").start()
+    gw = GatewayProcess(creds, server.url).start()
+    try:
+        server.stop()
+        time.sleep(1.5)
+        started = time.monotonic()
+        code = gw.stop()
+        assert code == 0
+        assert time.monotonic() - started < 10
+    finally:
+        gw.stop()
+        server.cleanup()

@@ -171,3 +171,20 @@ def test_restart_keeps_everything(nats_url: str, credentials_file: Path) -> None
         client.delete_bucket(Bucket="restart.keeps")
     finally:
         gw.stop()
+
+
+def test_lost_chunks_are_an_error_not_a_short_body(s3, bucket: str, nats_url: str, gateway) -> None:
+    from .signing import signed_request
+
+    s3.put_object(Bucket=bucket, Key="damaged", Body=os.urandom(1_000_000))
+    info = s3.head_object(Bucket=bucket, Key="damaged")
+
+    async def purge_chunks(js):  # type: ignore[no-untyped-def]
+        nb = naming.nats_bucket(bucket)
+        await js.purge_stream(naming.stream_name(nb), subject=naming.chunk_wildcard(nb))
+
+    run(_with_js(nats_url, purge_chunks))
+    resp = signed_request("GET", f"{gateway.endpoint}/{bucket}/damaged")
+    assert resp.status_code == 500
+    assert "<Code>InternalError</Code>" in resp.text
+    assert s3.head_object(Bucket=bucket, Key="damaged")["ETag"] == info["ETag"]

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.client import JetStreamContext
 
 from .errors import CorruptObject, StoreUnavailable
 
 ACK_TIMEOUT = 30.0
 READ_TIMEOUT = 30.0
+SHORT_BATCH_RETRIES = 5
 
 
 @dataclass(slots=True)
@@ -37,8 +38,9 @@ class ChunkWriter:
     offset; the stream sequence of each chunk (from its ack) is recorded as runs for the same reason.
     """
 
-    def __init__(self, nc: NatsClient, subject: str, stream: str, chunk_size: int, window: int) -> None:
-        self._js = nc.jetstream()
+    def __init__(self, js: JetStreamContext, subject: str, stream: str, chunk_size: int, window: int) -> None:
+        # One shared context: each JetStreamContext opens its own ack subscription on first publish_async.
+        self._js = js
         self._subject = subject
         self._stream = stream
         self._chunk_size = chunk_size
@@ -102,9 +104,11 @@ class ChunkWriter:
     async def _abandon(self) -> None:
         """Wait out the acks still in flight so a purge after this sees every chunk that landed."""
         pending, self._pending = self._pending, deque()
-        for fut in pending:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(fut, ACK_TIMEOUT)
+        if pending:
+            await asyncio.wait(list(pending), timeout=ACK_TIMEOUT)
+            for fut in pending:
+                if fut.done() and not fut.cancelled():
+                    fut.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 def seq_of_chunk(runs: tuple[tuple[int, int], ...], index: int) -> int | None:
@@ -118,8 +122,10 @@ def seq_of_chunk(runs: tuple[tuple[int, int], ...], index: int) -> int | None:
 class ChunkReader:
     """Reads chunks [first, first+count) of one object with batched direct gets (no consumer).
 
-    With the sequence runs known, up to two batches are requested ahead, so NATS keeps sending while
-    the previous batch is written to the client; buffered bytes stay under two batches.
+    With the sequence runs known, two batches are kept requested ahead, so NATS keeps sending while
+    the previous batch is written to the client; buffered bytes stay under two batches. A batch that
+    comes back short (a replica answering before it caught up) is asked for again from where it
+    stopped, a few times, before the object counts as damaged.
     """
 
     def __init__(
@@ -146,12 +152,50 @@ class ChunkReader:
     async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         if self._count <= 0:
             return
-        if self._runs:
-            async for data in self._pipelined():
-                yield data
-        else:
-            async for data in self._sequential():
-                yield data
+        # Without sequence runs (objects from other clients) the next batch starts where the last
+        # one ended, so only one batch is in flight.
+        ahead = 2 if self._runs else 1
+        batches: deque[_Batch] = deque()
+        next_index = self._first
+        next_seq = 1
+        end = self._first + self._count
+
+        async def request_next() -> None:
+            nonlocal next_index
+            if next_index >= end:
+                return
+            n = min(self._batch, end - next_index)
+            seq = self._seq_of(next_index) if self._runs else next_seq
+            batches.append(_Batch(await self._request(seq, n), seq, n))
+            next_index += n
+
+        try:
+            for _ in range(ahead):
+                await request_next()
+            while batches:
+                batch = batches[0]
+                for attempt in range(SHORT_BATCH_RETRIES + 1):
+                    async with contextlib.aclosing(self._drain(batch)) as msgs:
+                        async for data in msgs:
+                            yield data
+                    if batch.got == batch.count:
+                        break
+                    if attempt == SHORT_BATCH_RETRIES:
+                        raise CorruptObject(f"chunks missing on {self._subject}")
+                    await asyncio.sleep(0.01 * (attempt + 1))
+                    batch.sub = await self._request(batch.next_seq, batch.count - batch.got)
+                batches.popleft()
+                next_seq = batch.next_seq
+                await request_next()
+        finally:
+            for pending in batches:
+                await _unsubscribe(pending.sub)
+
+    def _seq_of(self, index: int) -> int:
+        seq = seq_of_chunk(self._runs, index)
+        if seq is None:
+            raise CorruptObject(f"no sequence recorded for chunk {index} of {self._subject}")
+        return seq
 
     async def _request(self, seq: int, batch: int) -> Subscription:
         inbox = self._nc.new_inbox()
@@ -164,9 +208,9 @@ class ChunkReader:
             raise StoreUnavailable(f"direct get failed: {exc}") from exc
         return sub
 
-    async def _drain_batch(self, sub: Subscription, expected: int) -> AsyncGenerator[Msg, None]:
-        """Yields the batch's messages; stops at its end-of-batch marker."""
-        got = 0
+    async def _drain(self, batch: _Batch) -> AsyncGenerator[bytes, None]:
+        """Yields one request's chunk data until its end-of-batch marker, counting into `batch`."""
+        sub = batch.sub
         try:
             while True:
                 try:
@@ -178,62 +222,25 @@ class ChunkReader:
                 headers = msg.headers
                 if headers is not None and "Status" in headers and not msg.data:
                     status = headers["Status"]
-                    if status == "204" or (status == "404" and got == expected):
-                        break
-                    if status == "404":
-                        raise CorruptObject(f"chunks missing on {self._subject}")
+                    if status in ("204", "404"):
+                        return
                     raise StoreUnavailable(f"direct get answered {status} {headers.get('Description', '')}")
-                got += 1
-                yield msg
-                if got > expected:
+                batch.got += 1
+                if batch.got > batch.count:
                     raise CorruptObject(f"more chunks than expected on {self._subject}")
+                if headers is not None and "Nats-Sequence" in headers:
+                    batch.next_seq = int(headers["Nats-Sequence"]) + 1
+                yield msg.data
         finally:
             await _unsubscribe(sub)
-        if got != expected:
-            raise CorruptObject(f"expected {expected} chunks on {self._subject}, got {got}")
 
-    async def _pipelined(self) -> AsyncGenerator[bytes, None]:
-        batches: deque[tuple[Subscription, int]] = deque()
-        next_index = self._first
-        end = self._first + self._count
 
-        async def request_next() -> None:
-            nonlocal next_index
-            if next_index >= end:
-                return
-            n = min(self._batch, end - next_index)
-            seq = seq_of_chunk(self._runs, next_index)
-            if seq is None:
-                raise CorruptObject(f"no sequence recorded for chunk {next_index} of {self._subject}")
-            batches.append((await self._request(seq, n), n))
-            next_index += n
-
-        try:
-            await request_next()
-            await request_next()
-            while batches:
-                sub, n = batches.popleft()
-                async with contextlib.aclosing(self._drain_batch(sub, n)) as msgs:
-                    async for msg in msgs:
-                        yield msg.data
-                await request_next()
-        finally:
-            for sub, _ in batches:
-                await _unsubscribe(sub)
-
-    async def _sequential(self) -> AsyncGenerator[bytes, None]:
-        # Objects written by other clients carry no sequence index (and may have uneven chunks):
-        # walk the subject from the start; the caller skips bytes before its range.
-        seq = 1
-        remaining = self._count
-        while remaining > 0:
-            n = min(self._batch, remaining)
-            sub = await self._request(seq, n)
-            async with contextlib.aclosing(self._drain_batch(sub, n)) as msgs:
-                async for msg in msgs:
-                    seq = int(msg.headers["Nats-Sequence"]) + 1 if msg.headers else seq + 1
-                    yield msg.data
-            remaining -= n
+@dataclass(slots=True)
+class _Batch:
+    sub: Subscription
+    next_seq: int
+    count: int
+    got: int = 0
 
 
 async def _unsubscribe(sub: Subscription) -> None:

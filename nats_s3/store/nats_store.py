@@ -13,7 +13,6 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.js import api as js_api
 from pydantic import ValidationError
 
@@ -52,6 +51,7 @@ API_TIMEOUT = 10.0
 ERR_STREAM_NOT_FOUND = 10059
 ERR_STREAM_NAME_IN_USE = 10058
 ERR_WRONG_LAST_SEQUENCE = 10071
+ERR_NO_MESSAGE = 10037
 COMMIT_RETRIES = 16
 MULTI_LAST_LIMIT = 1000
 
@@ -93,22 +93,6 @@ class NatsStore:
             raise StoreUnavailable(f"JetStream API {subject}: {exc!r}") from exc
         resp: dict[str, Any] = json.loads(msg.data)
         return resp
-
-    async def _direct_last(self, stream: str, subject: str) -> Msg | None:
-        """The last message on a subject, None when there is none; BucketNotFound without a stream."""
-        try:
-            msg = await self.nc.request(f"{API}.DIRECT.GET.{stream}.{subject}", b"", timeout=API_TIMEOUT)
-        except nats.errors.NoRespondersError:
-            raise BucketNotFound(stream) from None
-        except (nats.errors.TimeoutError, nats.errors.Error) as exc:
-            raise StoreUnavailable(f"direct get on {stream}: {exc!r}") from exc
-        headers = msg.headers or {}
-        status = headers.get("Status")
-        if status == "404":
-            return None
-        if status:
-            raise StoreUnavailable(f"direct get on {stream} answered {status} {headers.get('Description', '')}")
-        return msg
 
     async def ping(self) -> bool:
         if not self.nc.is_connected:
@@ -190,16 +174,27 @@ class NatsStore:
     # ---- object metadata ----------------------------------------------------------------------
 
     async def _last_meta(self, bucket: str, key: str) -> tuple[int, StoredObjectInfo] | None:
+        """The key's current meta message, read from the stream leader.
+
+        The leader, not a direct get that any replica may answer, so that a read right after a write
+        (through this gateway or another) sees it, and conditional writes compare against the truth.
+        """
         nb = naming.nats_bucket(bucket)
-        msg = await self._direct_last(naming.stream_name(nb), naming.meta_subject(nb, key))
-        if msg is None:
-            return None
-        seq = int((msg.headers or {}).get("Nats-Sequence", "0"))
+        stream = naming.stream_name(nb)
+        resp = await self._api(f"STREAM.MSG.GET.{stream}", {"last_by_subj": naming.meta_subject(nb, key)})
+        if err := resp.get("error"):
+            code = err.get("err_code")
+            if code == ERR_NO_MESSAGE:
+                return None
+            if code == ERR_STREAM_NOT_FOUND:
+                raise BucketNotFound(bucket)
+            raise StoreUnavailable(f"meta of {bucket}/{key}: {err.get('description')}")
+        message = resp.get("message") or {}
         try:
-            doc = StoredObjectInfo.model_validate_json(msg.data)
-        except ValidationError as exc:
+            doc = StoredObjectInfo.model_validate_json(base64.b64decode(message.get("data") or ""))
+        except (ValidationError, ValueError) as exc:
             raise CorruptObject(f"unreadable meta for {bucket}/{key}") from exc
-        return seq, doc
+        return int(message.get("seq", 0)), doc
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         found = await self._last_meta(bucket, key)
@@ -282,7 +277,7 @@ class NatsStore:
             self._check_condition(current, condition, key)
         nuid = self.nc._nuid.next().decode()
         subject = naming.chunk_subject(nb, nuid)
-        writer = ChunkWriter(self.nc, subject, stream, self.chunk_size, self.write_window)
+        writer = ChunkWriter(self.js, subject, stream, self.chunk_size, self.write_window)
         try:
             written = await writer.write_all(body)
             checksum = None

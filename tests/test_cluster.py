@@ -1,0 +1,73 @@
+"""A replicated deployment: --natsReplicas on a three-node JetStream cluster, two gateways, read-your-writes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import nats
+import pytest
+
+from .conftest import make_client
+from .support import GatewayProcess, NatsCluster, write_credentials
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    nodes = NatsCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield nodes
+    nodes.stop()
+
+
+def _wait_jetstream(urls: list[str]) -> None:
+    async def ready() -> bool:
+        nc = await nats.connect(urls)
+        try:
+            await nc.jetstream().account_info()
+            return True
+        except Exception:
+            return False
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if asyncio.run(ready()):
+            return
+        time.sleep(0.5)
+    raise TimeoutError("JetStream cluster did not elect a meta leader")
+
+
+def test_replicated_buckets_and_two_gateways(cluster: NatsCluster, tmp_path: Path) -> None:
+    _wait_jetstream(cluster.urls)
+    creds = write_credentials(tmp_path / "creds.json")
+    servers = ",".join(cluster.urls)
+    one = GatewayProcess(creds, servers, extra=["--natsReplicas", "3"]).start()
+    two = GatewayProcess(creds, servers, extra=["--natsReplicas", "3"]).start()
+    try:
+        a, b = make_client(one.endpoint), make_client(two.endpoint)
+        a.create_bucket(Bucket="replicated.bucket")
+
+        async def replicas() -> int:
+            nc = await nats.connect(cluster.urls)
+            try:
+                info = await nc.jetstream().stream_info("OBJ_replicated_bucket")
+                return int(info.config.num_replicas or 0)
+            finally:
+                await nc.close()
+
+        assert asyncio.run(replicas()) == 3
+        for i in range(20):
+            data = os.urandom(300_000 + i)
+            a.put_object(Bucket="replicated.bucket", Key=f"k{i}", Body=data)
+            # Written through one gateway, read at once through the other.
+            assert b.get_object(Bucket="replicated.bucket", Key=f"k{i}")["Body"].read() == data
+            b.delete_object(Bucket="replicated.bucket", Key=f"k{i}")
+            with pytest.raises(a.exceptions.ClientError):
+                a.head_object(Bucket="replicated.bucket", Key=f"k{i}")
+        b.delete_bucket(Bucket="replicated.bucket")
+    finally:
+        one.stop()
+        two.stop()
