@@ -33,7 +33,7 @@ async def sbucket(store: NatsStore) -> AsyncIterator[str]:
     name = f"s-{uuid.uuid4().hex[:10]}"
     await store.create_bucket(name)
     yield name
-    for info in await store.list_objects(name):
+    for info in (await store.list_page(name, "", "", "", 1000)).objects:
         await store.delete_object(name, info.key)
     await store.delete_bucket(name)
 

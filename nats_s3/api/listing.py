@@ -5,61 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
 from ..protocol.errors import S3Error
 from ..protocol.xml import XmlChild, iso8601
-from ..store.models import ObjectInfo
+from ..store.list_index import ListedObject
 from .context import S3Context
 from .services import Services
 
 MAX_KEYS = 1000
-
-
-@dataclass(slots=True)
-class Page:
-    contents: list[ObjectInfo]
-    prefixes: list[str]
-    truncated: bool
-    last: str | None  # the last key or common prefix returned
-
-
-def paginate(objects: Iterable[ObjectInfo], prefix: str, delimiter: str, after: str, max_keys: int) -> Page:
-    """One page of a listing: keys after `after`, common prefixes rolled up, at most max_keys entries."""
-    contents: list[ObjectInfo] = []
-    prefixes: list[str] = []
-    after_b = after.encode()
-    last: str | None = None
-    count = 0
-    for info in objects:
-        key = info.key
-        if not key.startswith(prefix) or key.encode() <= after_b:
-            continue
-        if delimiter:
-            cut = key.find(delimiter, len(prefix))
-            if cut >= 0:
-                common = key[: cut + len(delimiter)]
-                if prefixes and prefixes[-1] == common:
-                    continue
-                # A marker inside a common prefix resumes after the whole prefix.
-                if after.startswith(common) and after_b >= common.encode():
-                    continue
-                if count >= max_keys:
-                    return Page(contents, prefixes, True, last)
-                prefixes.append(common)
-                last = common
-                count += 1
-                continue
-        if count >= max_keys:
-            return Page(contents, prefixes, True, last)
-        contents.append(info)
-        last = key
-        count += 1
-    return Page(contents, prefixes, False, last)
 
 
 def _max_keys(ctx: S3Context) -> int:
@@ -83,32 +40,44 @@ def _max_keys(ctx: S3Context) -> int:
     return min(value, MAX_KEYS)
 
 
-def _encoder(ctx: S3Context):  # type: ignore[no-untyped-def]
+Encoder = Callable[[str], str]
+
+
+def _identity(value: str) -> str:
+    return value
+
+
+def _url_encode(value: str) -> str:
+    return quote(value, safe="/") if value else value
+
+
+def _encoder(ctx: S3Context) -> Encoder:
     encoding = ctx.query.get("encoding-type")
     if encoding is None:
-        return lambda s: s
+        return _identity
     if encoding.lower() != "url":
         raise S3Error(
             "InvalidArgument",
             "Invalid Encoding Method specified in Request",
             extra={"ArgumentName": "encoding-type", "ArgumentValue": encoding},
         )
-    return lambda s: quote(s, safe="/") if s else s
+    return _url_encode
 
 
 def owner_items(access_key: str) -> list[XmlChild]:
     return [("ID", hashlib.sha256(access_key.encode()).hexdigest()), ("DisplayName", access_key)]
 
 
-def _object_items(info: ObjectInfo, enc, owner: list[XmlChild] | None) -> list[XmlChild]:  # type: ignore[no-untyped-def]
+def _object_items(info: ListedObject, enc: Encoder, owner: list[XmlChild] | None) -> list[XmlChild]:
     items: list[XmlChild] = [
         ("Key", enc(info.key)),
-        ("LastModified", iso8601(info.last_modified)),
+        # Whole seconds, as S3 lists them: the same instant HEAD's Last-Modified shows.
+        ("LastModified", iso8601(info.last_modified.replace(microsecond=0))),
         ("ETag", f'"{info.etag}"'),
         ("Size", info.size),
     ]
-    if info.checksum is not None:
-        items.append(("ChecksumAlgorithm", info.checksum[0]))
+    if info.checksum_algorithm is not None:
+        items.append(("ChecksumAlgorithm", info.checksum_algorithm))
     items.append(("StorageClass", "STANDARD"))
     if owner is not None:
         items.append(("Owner", owner))
@@ -129,10 +98,7 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
             after = _decode_token(token)
     else:
         after = q.get("marker", "")
-    objects = await services.store.list_objects(ctx.bucket, prefix)
-    page = paginate(objects, prefix, delimiter, after, max_keys) if max_keys else Page([], [], False, None)
-    if max_keys == 0:
-        page.truncated = any(o.key.encode() > after.encode() for o in objects)
+    page = await services.store.list_page(ctx.bucket, prefix, delimiter, after, max_keys)
     owner = owner_items(ctx.auth.access_key)
     fetch_owner = q.get("fetch-owner", "").lower() == "true"
     items: list[XmlChild] = [("Name", ctx.bucket), ("Prefix", enc(prefix))]
@@ -141,7 +107,7 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
             items.append(("ContinuationToken", q["continuation-token"]))
         if "start-after" in q:
             items.append(("StartAfter", enc(q["start-after"])))
-        items.append(("KeyCount", len(page.contents) + len(page.prefixes)))
+        items.append(("KeyCount", len(page.objects) + len(page.prefixes)))
         if page.truncated and page.last is not None:
             items.append(("NextContinuationToken", _encode_token(page.last)))
     else:
@@ -155,7 +121,7 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
         items.append(("EncodingType", "url"))
     items.append(("IsTruncated", page.truncated))
     show_owner = (not v2) or fetch_owner
-    for info in page.contents:
+    for info in page.objects:
         items.append(("Contents", _object_items(info, enc, owner if show_owner else None)))
     for common in page.prefixes:
         items.append(("CommonPrefixes", [("Prefix", enc(common))]))

@@ -28,6 +28,7 @@ from .errors import (
     StoreUnavailable,
     WriteConflict,
 )
+from .list_index import ListIndex, ListPage
 from .models import (
     META_CHECKSUM,
     META_ETAG,
@@ -53,7 +54,6 @@ ERR_STREAM_NAME_IN_USE = 10058
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_NO_MESSAGE = 10037
 COMMIT_RETRIES = 16
-MULTI_LAST_LIMIT = 1000
 
 BeforeCommit = Callable[[BodyDigests], Awaitable[Checksum | None]]
 
@@ -80,6 +80,7 @@ class NatsStore:
         self.chunk_size = chunk_size
         self.write_window = max(1, write_window_bytes // chunk_size)
         self.read_batch_bytes = read_batch_bytes
+        self.index = ListIndex(nc, self.js)
 
     # ---- JetStream API plumbing -------------------------------------------------------------
 
@@ -163,8 +164,9 @@ class NatsStore:
     async def delete_bucket(self, bucket: str) -> None:
         stream = naming.stream_name(naming.nats_bucket(bucket))
         await self.head_bucket(bucket)
-        async for _ in self._live_meta(bucket, limit=1):
+        if len(await self.index.current(bucket)):
             raise BucketNotEmpty(bucket)
+        await self.index.forget(bucket)
         resp = await self._api(f"STREAM.DELETE.{stream}")
         if err := resp.get("error"):
             if err.get("err_code") == ERR_STREAM_NOT_FOUND:
@@ -387,66 +389,15 @@ class NatsStore:
 
     # ---- listing ------------------------------------------------------------------------------
 
-    async def _meta_subjects(self, bucket: str) -> list[str]:
-        nb = naming.nats_bucket(bucket)
-        stream = naming.stream_name(nb)
-        subjects: list[str] = []
-        offset = 0
-        while True:
-            resp = await self._api(
-                f"STREAM.INFO.{stream}", {"subjects_filter": naming.meta_wildcard(nb), "offset": offset}
-            )
-            if err := resp.get("error"):
-                if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-                    raise BucketNotFound(bucket)
-                raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
-            page = list((resp.get("state") or {}).get("subjects") or {})
-            subjects.extend(page)
-            offset += len(page)
-            total = int(resp.get("total", 0))
-            if not page or offset >= total:
-                return subjects
+    async def list_page(self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int) -> ListPage:
+        """One page of a listing from the bucket's index (caught up with the stream first)."""
+        index = await self.index.current(bucket)
+        if max_keys <= 0:
+            return ListPage([], [], index.has_more(prefix, after), None)
+        return index.page(prefix, delimiter, after, max_keys)
 
-    async def _live_meta(self, bucket: str, limit: int | None = None) -> AsyncGenerator[ObjectInfo, None]:
-        """Every live object's info, in no particular order (a scan; listing at scale uses an index)."""
-        nb = naming.nats_bucket(bucket)
-        stream = naming.stream_name(nb)
-        subjects = await self._meta_subjects(bucket)
-        found = 0
-        for i in range(0, len(subjects), MULTI_LAST_LIMIT):
-            group = subjects[i : i + MULTI_LAST_LIMIT]
-            inbox = self.nc.new_inbox()
-            sub = await self.nc.subscribe(inbox)
-            try:
-                req = json.dumps({"multi_last": group, "batch": len(group)}).encode()
-                await self.nc.publish(f"{API}.DIRECT.GET.{stream}", req, reply=inbox)
-                while True:
-                    try:
-                        msg = await sub.next_msg(timeout=API_TIMEOUT)
-                    except nats.errors.Error as exc:
-                        raise StoreUnavailable(f"listing {bucket}: {exc!r}") from exc
-                    headers = msg.headers or {}
-                    if "Status" in headers and not msg.data:
-                        break
-                    try:
-                        doc = StoredObjectInfo.model_validate_json(msg.data)
-                    except ValidationError:
-                        continue
-                    if doc.deleted or (doc.options and doc.options.link):
-                        continue
-                    yield to_object_info(doc, doc.name, bucket, int(headers.get("Nats-Sequence", "0")))
-                    found += 1
-                    if limit is not None and found >= limit:
-                        return
-            finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-
-    async def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
-        """Live objects under `prefix`, in UTF-8 binary key order."""
-        items = [info async for info in self._live_meta(bucket) if info.key.startswith(prefix)]
-        items.sort(key=lambda info: info.key.encode())
-        return items
+    async def close(self) -> None:
+        await self.index.close()
 
 
 def _parse_created(value: Any) -> datetime:

@@ -1,0 +1,290 @@
+"""ListObjects v1/v2 through real clients: paging, delimiters, encoding, errors, two gateways, AWS CLI, rclone."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import unquote_plus
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .conftest import make_client
+from .signing import signed_request
+from .support import ACCESS_KEY, SECRET_KEY, GatewayProcess
+
+KEYS = sorted(
+    {
+        *(f"photos/{year}/{month:02d}/img-{i}.jpg" for year in (2024, 2025) for month in (1, 2, 12) for i in range(3)),
+        *(f"docs/report {i}.pdf" for i in range(5)),
+        "docs/", "docs/sub/", "docs/sub/x.txt", "top-level.txt", "ünïcödé/ключ.txt", "plus+sign", "per%cent",
+        "a-b", "a/b", "a.b", "zz", "~tilde",
+    },
+    key=lambda k: k.encode(),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def listed_bucket(s3):  # type: ignore[no-untyped-def]
+    name = f"list-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=name, Key=k, Body=k.encode()), KEYS))
+    yield name
+    for key in KEYS:
+        s3.delete_object(Bucket=name, Key=key)
+    s3.delete_bucket(Bucket=name)
+
+
+def model(prefix: str = "", delimiter: str = "") -> tuple[list[str], list[str]]:
+    keys, prefixes = [], []
+    for key in KEYS:
+        if not key.startswith(prefix):
+            continue
+        cut = key.find(delimiter, len(prefix)) if delimiter else -1
+        if cut >= 0:
+            common = key[: cut + len(delimiter)]
+            if common not in prefixes:
+                prefixes.append(common)
+        else:
+            keys.append(key)
+    return keys, prefixes
+
+
+@pytest.mark.parametrize("version", ["list_objects", "list_objects_v2"])
+@pytest.mark.parametrize(
+    "prefix,delimiter",
+    [
+        ("", ""),
+        ("", "/"),
+        ("photos/", "/"),
+        ("photos/2025/", "/"),
+        ("docs/", "/"),
+        ("", "-"),
+        ("a", "."),
+        ("photos/", "/0"),
+        ("none/", "/"),
+    ],
+)
+@pytest.mark.parametrize("page_size", [1, 3, 1000])
+def test_paginators(s3, listed_bucket: str, version: str, prefix: str, delimiter: str, page_size: int) -> None:
+    pages = s3.get_paginator(version).paginate(
+        Bucket=listed_bucket, Prefix=prefix, Delimiter=delimiter, PaginationConfig={"PageSize": page_size}
+    )
+    keys, prefixes, count = [], [], 0
+    for page in pages:
+        count += 1
+        keys += [o["Key"] for o in page.get("Contents", [])]
+        prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        entries = len(page.get("Contents", [])) + len(page.get("CommonPrefixes", []))
+        assert entries <= page_size
+        if version == "list_objects_v2":
+            assert page["KeyCount"] == entries
+    want_keys, want_prefixes = model(prefix, delimiter)
+    assert keys == want_keys
+    assert prefixes == want_prefixes
+    total = len(want_keys) + len(want_prefixes)
+    assert count == max(1, -(-total // page_size))
+
+
+def test_v2_start_after_and_tokens(s3, listed_bucket: str) -> None:
+    resp = s3.list_objects_v2(Bucket=listed_bucket, StartAfter="docs/sub/x.txt", MaxKeys=2)
+    after = [k for k in KEYS if k.encode() > b"docs/sub/x.txt"]
+    assert [o["Key"] for o in resp["Contents"]] == after[:2]
+    assert resp["StartAfter"] == "docs/sub/x.txt"
+    assert resp["IsTruncated"] is True
+    token = resp["NextContinuationToken"]
+    resp = s3.list_objects_v2(Bucket=listed_bucket, ContinuationToken=token, StartAfter="docs/sub/x.txt", MaxKeys=1000)
+    assert [o["Key"] for o in resp["Contents"]] == after[2:]
+    assert resp["ContinuationToken"] == token
+    assert resp["IsTruncated"] is False and "NextContinuationToken" not in resp
+    with pytest.raises(ClientError) as err:
+        s3.list_objects_v2(Bucket=listed_bucket, ContinuationToken="not-a-token")
+    assert err.value.response["Error"]["Code"] == "InvalidArgument"
+
+
+def test_v1_marker_and_next_marker(s3, listed_bucket: str) -> None:
+    resp = s3.list_objects(Bucket=listed_bucket, Marker="photos/2024/", MaxKeys=2)
+    after = [k for k in KEYS if k.encode() > b"photos/2024/"]
+    assert [o["Key"] for o in resp["Contents"]] == after[:2]
+    assert resp["Marker"] == "photos/2024/"
+    assert "NextMarker" not in resp  # only given with a delimiter
+    resp = s3.list_objects(Bucket=listed_bucket, Delimiter="/", MaxKeys=2)
+    assert resp["IsTruncated"] is True
+    assert [o["Key"] for o in resp["Contents"]] == ["a-b", "a.b"]
+    assert resp["NextMarker"] == "a.b"
+    resp = s3.list_objects(Bucket=listed_bucket, Delimiter="/", Marker=resp["NextMarker"], MaxKeys=1)
+    assert [p["Prefix"] for p in resp["CommonPrefixes"]] == ["a/"] and "Contents" not in resp
+    assert resp["NextMarker"] == "a/"  # the last entry, here a common prefix
+    resp = s3.list_objects(Bucket=listed_bucket, Delimiter="/", Marker="a/", MaxKeys=1)
+    assert [p["Prefix"] for p in resp["CommonPrefixes"]] == ["docs/"]
+
+
+def test_max_keys_limits_and_errors(s3, listed_bucket: str, gateway) -> None:
+    resp = s3.list_objects_v2(Bucket=listed_bucket, MaxKeys=0)
+    assert resp["KeyCount"] == 0 and resp["IsTruncated"] is True and "Contents" not in resp
+    resp = s3.list_objects_v2(Bucket=listed_bucket, MaxKeys=5000)
+    assert resp["MaxKeys"] == 1000 and resp["KeyCount"] == len(KEYS)
+    for query in ("max-keys=-1", "max-keys=abc"):
+        r = signed_request("GET", f"{gateway.endpoint}/{listed_bucket}?list-type=2&{query}")
+        assert r.status_code == 400 and "<Code>InvalidArgument</Code>" in r.text
+    r = signed_request("GET", f"{gateway.endpoint}/{listed_bucket}?list-type=2&encoding-type=base64")
+    assert r.status_code == 400 and "<Code>InvalidArgument</Code>" in r.text
+    r = signed_request("GET", f"{gateway.endpoint}/{listed_bucket}?list-type=3")
+    assert r.status_code == 400
+    r = signed_request("GET", f"{gateway.endpoint}/no-such-bucket-9?list-type=2")
+    assert r.status_code == 404 and "<Code>NoSuchBucket</Code>" in r.text
+
+
+def test_encoding_type_url(s3, listed_bucket: str, gateway) -> None:
+    r = signed_request(
+        "GET",
+        f"{gateway.endpoint}/{listed_bucket}?list-type=2&encoding-type=url&prefix=docs%2F"
+        "&delimiter=%2F&start-after=docs%2Freport%200.pdf",
+    )
+    text = r.text
+    assert "<Key>docs/report%201.pdf</Key>" in text
+    assert "<Prefix>docs/</Prefix>" in text
+    assert "<Delimiter>/</Delimiter>" in text
+    assert "<StartAfter>docs/report%200.pdf</StartAfter>" in text
+    assert "<EncodingType>url</EncodingType>" in text
+    # botocore asks for encoding-type=url itself and decodes what comes back.
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=listed_bucket)["Contents"]]
+    assert "ünïcödé/ключ.txt" in keys and "plus+sign" in keys and "per%cent" in keys
+    resp = s3.list_objects_v2(Bucket=listed_bucket, EncodingType="url", Prefix="ü")
+    assert [unquote_plus(o["Key"]) for o in resp["Contents"]] == ["ünïcödé/ключ.txt"]
+
+
+def test_fetch_owner(s3, listed_bucket: str) -> None:
+    resp = s3.list_objects_v2(Bucket=listed_bucket, MaxKeys=1)
+    assert "Owner" not in resp["Contents"][0]
+    resp = s3.list_objects_v2(Bucket=listed_bucket, MaxKeys=1, FetchOwner=True)
+    assert resp["Contents"][0]["Owner"]["DisplayName"] == ACCESS_KEY
+    assert "Owner" in s3.list_objects(Bucket=listed_bucket, MaxKeys=1)["Contents"][0]
+
+
+def test_listing_reflects_metadata(s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="m", Body=b"12345", ChecksumAlgorithm="CRC32")
+    entry = s3.list_objects_v2(Bucket=bucket)["Contents"][0]
+    head = s3.head_object(Bucket=bucket, Key="m")
+    assert entry["ETag"] == head["ETag"] and entry["Size"] == 5
+    assert entry["LastModified"] == head["LastModified"]
+    assert entry["ChecksumAlgorithm"] == ["CRC32"]
+    s3.put_object(Bucket=bucket, Key="m", Body=b"123")
+    assert s3.list_objects_v2(Bucket=bucket)["Contents"][0]["Size"] == 3
+
+
+def test_read_your_writes_across_two_gateways(nats_url: str, credentials_file: Path) -> None:
+    one = GatewayProcess(credentials_file, nats_url).start()
+    two = GatewayProcess(credentials_file, nats_url).start()
+    try:
+        a, b = make_client(one.endpoint), make_client(two.endpoint)
+        name = f"ryw-{uuid.uuid4().hex[:8]}"
+        a.create_bucket(Bucket=name)
+        assert b.list_objects_v2(Bucket=name)["KeyCount"] == 0  # b's index exists before the writes
+        for i in range(30):
+            key = f"k/{i:03d}"
+            a.put_object(Bucket=name, Key=key, Body=b"x")
+            listed = [o["Key"] for o in b.list_objects_v2(Bucket=name, Prefix="k/").get("Contents", [])]
+            assert listed[-1] == key and len(listed) == i + 1
+        for i in range(30):
+            b.delete_object(Bucket=name, Key=f"k/{i:03d}")
+            listed = [o["Key"] for o in a.list_objects(Bucket=name).get("Contents", [])]
+            assert f"k/{i:03d}" not in listed and len(listed) == 29 - i
+        a.delete_bucket(Bucket=name)
+        with pytest.raises(ClientError) as err:
+            b.list_objects_v2(Bucket=name)
+        assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+    finally:
+        one.stop()
+        two.stop()
+
+
+def _tool(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is a test dependency installed by the test setup")
+    return found
+
+
+def test_aws_cli_listing(gateway, listed_bucket: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "c"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "k"),
+    }
+
+    def aws(*args: str) -> str:
+        proc = subprocess.run(
+            [_tool("aws"), "--endpoint-url", gateway.endpoint, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    out = aws("s3", "ls", f"s3://{listed_bucket}", "--recursive")
+    assert [line.split(None, 3)[3] for line in out.splitlines()] == KEYS
+    out = aws("s3", "ls", f"s3://{listed_bucket}/photos/")
+    assert "PRE 2024/" in out and "PRE 2025/" in out
+    import json
+
+    out = aws("s3api", "list-objects", "--bucket", listed_bucket, "--max-items", "7", "--page-size", "2")
+    data = json.loads(out)
+    assert [o["Key"] for o in data["Contents"]] == KEYS[:7]
+    token = data["NextToken"]
+    out = aws("s3api", "list-objects", "--bucket", listed_bucket, "--starting-token", token, "--page-size", "3")
+    assert [o["Key"] for o in json.loads(out)["Contents"]] == KEYS[7:]
+    out = aws(
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        listed_bucket,
+        "--prefix",
+        "docs/",
+        "--delimiter",
+        "/",
+        "--page-size",
+        "2",
+    )
+    data = json.loads(out)
+    assert [p["Prefix"] for p in data["CommonPrefixes"]] == ["docs/sub/"]
+    assert [o["Key"] for o in data["Contents"]] == model("docs/", "/")[0]
+
+
+def test_rclone_lsf(gateway, listed_bucket: str, tmp_path: Path) -> None:
+    config = tmp_path / "rclone.conf"
+    config.write_text(
+        "[gw]\ntype = s3\nprovider = Other\n"
+        f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\n"
+        f"endpoint = {gateway.endpoint}\nforce_path_style = true\nregion = us-east-1\n"
+        "list_chunk = 3\n"
+    )
+
+    def rclone(*args: str) -> str:
+        proc = subprocess.run(
+            [_tool("rclone"), "--config", str(config), *args], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    # rclone pages with v1 markers (list_chunk = 3 forces many pages) and rebuilds directories itself.
+    files = rclone("lsf", "-R", "--files-only", f"gw:{listed_bucket}").splitlines()
+    # Folder markers ("docs/") are shown by rclone as it sees fit; every real object must be there, once.
+    assert len(files) == len(set(files))
+    assert {k for k in KEYS if not k.endswith("/")} <= set(files) <= set(KEYS)
+    top = rclone("lsf", f"gw:{listed_bucket}").splitlines()
+    assert "photos/" in top and "top-level.txt" in top and "docs/" in top
+    v2 = rclone("lsf", "-R", "--files-only", "--s3-list-version", "2", f"gw:{listed_bucket}").splitlines()
+    assert sorted(v2) == sorted(files)
