@@ -16,6 +16,7 @@ from nats.aio.subscription import Subscription
 from nats.js.client import JetStreamContext
 
 from .errors import CorruptObject, StoreUnavailable
+from .jsapi import API_PREFIX
 
 ACK_TIMEOUT = 30.0
 READ_TIMEOUT = 30.0
@@ -139,7 +140,7 @@ class ChunkReader:
         count: int,
         chunk_size: int,
         batch_bytes: int = 4 * 1024 * 1024,
-        api_prefix: str = "$JS.API",
+        api_prefix: str = API_PREFIX,
     ) -> None:
         self._nc = nc
         self._api = f"{api_prefix}.DIRECT.GET.{stream}"

@@ -23,15 +23,12 @@ from sortedcontainers import SortedList
 
 from . import naming
 from .errors import BucketNotFound, StoreUnavailable
+from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, js_request
 from .models import META_CHECKSUM, META_ETAG, etag_from_digest, parse_mtime
 
 log = logging.getLogger("nats_s3.store.index")
 
-API = "$JS.API"
-API_TIMEOUT = 10.0
 CATCH_UP_TIMEOUT = 15.0
-ERR_NO_MESSAGE = 10037
-ERR_STREAM_NOT_FOUND = 10059
 IDLE_EVICT_SECONDS = 600.0
 
 
@@ -206,13 +203,7 @@ class ListIndex:
         self._starting: dict[str, asyncio.Future[BucketIndex]] = {}
 
     async def _api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = json.dumps(payload).encode() if payload is not None else b""
-        try:
-            msg = await self._nc.request(f"{API}.{subject}", data, timeout=API_TIMEOUT)
-        except (nats.errors.TimeoutError, nats.errors.Error) as exc:
-            raise StoreUnavailable(f"JetStream API {subject}: {exc!r}") from exc
-        resp: dict[str, Any] = json.loads(msg.data)
-        return resp
+        return await js_request(self._nc, subject, payload)
 
     async def current(self, bucket: str) -> BucketIndex:
         """The bucket's index, caught up with everything the stream held when this was called."""

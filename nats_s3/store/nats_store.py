@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +27,14 @@ from .errors import (
     StoreUnavailable,
     WriteConflict,
 )
+from .jsapi import (
+    API_TIMEOUT,
+    ERR_NO_MESSAGE,
+    ERR_STREAM_NAME_IN_USE,
+    ERR_STREAM_NOT_FOUND,
+    ERR_WRONG_LAST_SEQUENCE,
+    js_request,
+)
 from .list_index import ListIndex, ListPage
 from .models import (
     META_CHECKSUM,
@@ -46,13 +53,6 @@ from .models import (
     to_object_info,
 )
 
-API = "$JS.API"
-API_TIMEOUT = 10.0
-# JetStream API error codes.
-ERR_STREAM_NOT_FOUND = 10059
-ERR_STREAM_NAME_IN_USE = 10058
-ERR_WRONG_LAST_SEQUENCE = 10071
-ERR_NO_MESSAGE = 10037
 COMMIT_RETRIES = 16
 
 BeforeCommit = Callable[[BodyDigests], Awaitable[Checksum | None]]
@@ -85,15 +85,7 @@ class NatsStore:
     # ---- JetStream API plumbing -------------------------------------------------------------
 
     async def _api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = json.dumps(payload).encode() if payload is not None else b""
-        try:
-            msg = await self.nc.request(f"{API}.{subject}", data, timeout=API_TIMEOUT)
-        except nats.errors.NoRespondersError as exc:
-            raise StoreUnavailable("JetStream is not enabled or not answering") from exc
-        except (nats.errors.TimeoutError, nats.errors.Error) as exc:
-            raise StoreUnavailable(f"JetStream API {subject}: {exc!r}") from exc
-        resp: dict[str, Any] = json.loads(msg.data)
-        return resp
+        return await js_request(self.nc, subject, payload)
 
     async def ping(self) -> bool:
         if not self.nc.is_connected:
