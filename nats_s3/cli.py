@@ -18,7 +18,7 @@ from .embedded import EmbeddedServerError
 from .observability.logging import setup_logging
 from .settings import Settings
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NUMBER = r"\d+(?:\.\d+)?"
 
 
@@ -27,9 +27,9 @@ def parse_duration(text: str) -> float:
     rest = text.strip()
     if re.fullmatch(_NUMBER, rest):
         return float(rest)
-    if not re.fullmatch(f"(?:{_NUMBER}(?:ms|h|m|s))+", rest):
+    if not re.fullmatch(f"(?:{_NUMBER}(?:ms|d|h|m|s))+", rest):
         raise ValueError(f"invalid duration {text!r}")
-    return sum(float(v) * _UNITS[u] for v, u in re.findall(f"({_NUMBER})(ms|h|m|s)", rest))
+    return sum(float(v) * _UNITS[u] for v, u in re.findall(f"({_NUMBER})(ms|d|h|m|s)", rest))
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,13 @@ FLAGS = (
         "http_read_header_timeout",
         "NATS_S3_HTTP_READ_HEADER_TIMEOUT",
         "time allowed to send request headers (default 30s)",
+        "duration",
+    ),
+    Flag(
+        "multipart.expiry",
+        "multipart_expiry",
+        "NATS_S3_MULTIPART_EXPIRY",
+        "abort multipart uploads older than this (default 168h)",
         "duration",
     ),
     Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 from collections.abc import Mapping
+from datetime import timedelta
 
 import nats
 from aiohttp import web
@@ -23,6 +25,7 @@ from .embedded import EmbeddedNatsServer
 from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
 from .settings import Settings
+from .store.multipart import MultipartStore
 from .store.nats_store import NatsStore
 
 log = logging.getLogger("nats_s3.server")
@@ -103,6 +106,19 @@ async def connect_nats(settings: Settings, servers: list[str]) -> NatsClient:
     return await nats.connect(**options)  # type: ignore[arg-type]
 
 
+async def expire_uploads(multipart: MultipartStore, max_age: float) -> None:
+    """Abort abandoned multipart uploads now and then; every gateway sweeps, the work is idempotent."""
+    interval = min(max(max_age / 2, 1.0), 3600.0)
+    while True:
+        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+        try:
+            aborted = await multipart.expire(timedelta(seconds=max_age))
+            if aborted:
+                log.info("expired multipart uploads", extra={"aborted": aborted})
+        except Exception as exc:
+            log.warning("multipart expiry sweep failed", extra={"error": repr(exc)})
+
+
 async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM): embedded NATS if no servers are given."""
     embedded: EmbeddedNatsServer | None = None
@@ -116,7 +132,8 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
     try:
         nc = await connect_nats(settings, servers)
         store = NatsStore(nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size)
-        services = Services(store=store, verifier=SigV4Verifier(secrets), settings=settings)
+        multipart = MultipartStore(store)
+        services = Services(store=store, verifier=SigV4Verifier(secrets), settings=settings, multipart=multipart)
         app = create_app(services)
         runner = web.AppRunner(
             app,
@@ -139,8 +156,10 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        sweeper = asyncio.get_running_loop().create_task(expire_uploads(multipart, settings.multipart_expiry))
         await stop.wait()
         log.info("shutting down")
+        sweeper.cancel()
     finally:
         if runner is not None:
             await runner.cleanup()

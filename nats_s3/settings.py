@@ -27,6 +27,7 @@ class Settings(BaseModel):
     http_idle_timeout: float = Field(default=120.0, ge=0)
     http_read_header_timeout: float = Field(default=30.0, ge=0)
     data_dir: Path = Path("./data")
+    multipart_expiry: float = Field(default=7 * 24 * 3600.0, gt=0)
     # Object bytes are cut into NATS messages of this size (must stay under the server's max_payload).
     chunk_size: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
 

@@ -44,7 +44,16 @@ class _TimedSource:
 class UploadBody:
     """One upload's decoded body and the checks its headers ask for, run before the store commits."""
 
-    def __init__(self, request: web.Request, headers: Mapping[str, str], auth: AuthResult, idle: float) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        headers: Mapping[str, str],
+        auth: AuthResult,
+        idle: float,
+        *,
+        required_algorithm: str | None = None,
+    ) -> None:
+        """`required_algorithm`: a checksum the result must carry (a multipart upload's), computed if not sent."""
         self._source = _TimedSource(request, idle)
         self._payload_hash = auth.payload_hash
         self._content_length = _content_length(headers)
@@ -81,9 +90,18 @@ class UploadBody:
         size = self._decoded_length if self._decoded_length is not None else self._content_length
         if size is not None and size > MAX_OBJECT_SIZE:
             raise S3Error("EntityTooLarge")
+        sent_algorithm = self._checksum[0] if self._checksum else (checksums.algorithm_for_header(trailer or ""))
+        if required_algorithm is not None and sent_algorithm not in (None, required_algorithm):
+            raise S3Error(
+                "InvalidRequest",
+                f"Checksum Type mismatch occurred, expected checksum Type: {required_algorithm.lower()}, "
+                f"actual checksum Type: {(sent_algorithm or '').lower()}",
+            )
+        # The algorithm this body's checksum is computed in as it streams (SHA256 comes from the store).
+        self._algorithm = sent_algorithm or required_algorithm
         self._hasher = None
-        if self._checksum is not None and self._checksum[0] != "SHA256":
-            self._hasher = checksums.new_hasher(self._checksum[0])
+        if self._algorithm is not None and self._algorithm != "SHA256" and trailer is None:
+            self._hasher = checksums.new_hasher(self._algorithm)
         self.received = 0
 
     @property
@@ -121,15 +139,14 @@ class UploadBody:
             raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
         if self._expected_sha256 is not None and not hmac.compare_digest(self._expected_sha256, digests.sha256):
             raise S3Error("XAmzContentSHA256Mismatch")
-        if self._checksum is not None:
-            algorithm, value = self._checksum
-            actual = base64.b64encode(digests.sha256).decode() if self._hasher is None else self._hasher.b64digest()
-            if actual != value:
-                raise S3Error("BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
-            return self._checksum
         if self._decoder is not None and self._decoder.checksum is not None:
-            return self._decoder.checksum
-        return None
+            return self._decoder.checksum  # verified by the decoder against the trailer
+        if self._algorithm is None:
+            return None
+        actual = base64.b64encode(digests.sha256).decode() if self._hasher is None else self._hasher.b64digest()
+        if self._checksum is not None and actual != self._checksum[1]:
+            raise S3Error("BadDigest", f"The {self._algorithm} you specified did not match the calculated checksum.")
+        return (self._algorithm, actual)
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

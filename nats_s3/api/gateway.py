@@ -12,7 +12,7 @@ from ..protocol.errors import S3Error
 from ..protocol.routing import resolve, split_path
 from ..protocol.sigv4 import AuthResult
 from ..store import errors as store_errors
-from . import buckets, listing, objects
+from . import buckets, listing, multipart, objects
 from .context import (
     S3Context,
     error_response,
@@ -49,6 +49,12 @@ HANDLERS: dict[str, Handler] = {
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListParts": multipart.list_parts,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
 }
 
 
@@ -61,6 +67,12 @@ def store_error_to_s3(exc: store_errors.StoreError, ctx_bucket: str | None, key:
         return S3Error("BucketAlreadyOwnedByYou", extra={"BucketName": ctx_bucket or ""})
     if isinstance(exc, store_errors.BucketNotEmpty):
         return S3Error("BucketNotEmpty", extra={"BucketName": ctx_bucket or ""})
+    if isinstance(exc, store_errors.UploadNotFound):
+        return S3Error("NoSuchUpload", extra={"UploadId": str(exc)})
+    if isinstance(exc, store_errors.InvalidPart):
+        return S3Error("InvalidPart", extra={"PartNumber": str(exc)})
+    if isinstance(exc, store_errors.PartTooSmall):
+        return S3Error("EntityTooSmall", extra={"PartNumber": str(exc), "MinSizeAllowed": str(5 * 1024 * 1024)})
     if isinstance(exc, store_errors.PreconditionFailed):
         return S3Error("PreconditionFailed")
     if isinstance(exc, store_errors.WriteConflict):
@@ -119,8 +131,8 @@ class Gateway:
                 query.setdefault(name, value)
             route = resolve(request.method, bucket, key, query)
             operation = route.operation
-            if operation == "PutObject" and "x-amz-copy-source" in headers:
-                operation = "CopyObject"
+            if operation in ("PutObject", "UploadPart") and "x-amz-copy-source" in headers:
+                operation = "CopyObject" if operation == "PutObject" else "UploadPartCopy"
             ctx = S3Context(request, request_id, route, headers, query, auth)
             try:
                 response = await HANDLERS[route.operation](self.services, ctx)

@@ -19,6 +19,7 @@ from ..protocol.errors import S3Error
 from ..protocol.headers import (
     DEFAULT_CONTENT_TYPE,
     RESPONSE_OVERRIDES,
+    ByteRange,
     check_copy_source_conditions,
     check_read_conditions,
     http_date,
@@ -121,14 +122,44 @@ async def _plan_read(services: Services, ctx: S3Context) -> _ReadPlan | web.Resp
     if isinstance(found, web.Response):
         return found
     info = found
-    byte_range = parse_range(ctx.headers.get("range"), info.size)
+    if "partNumber" in ctx.query:
+        if "range" in ctx.headers:
+            raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+        byte_range = _part_range(ctx.query["partNumber"], info)
+    else:
+        byte_range = parse_range(ctx.headers.get("range"), info.size)
     # The stored checksum covers the whole object, so a ranged read does not carry it.
     with_checksum = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and byte_range is None
     headers = {**ctx.base_headers(), **_with_overrides(ctx, object_headers(info, with_checksum))}
+    if "partNumber" in ctx.query and info.parts:
+        headers["x-amz-mp-parts-count"] = str(len(info.parts))
     if byte_range is None:
         return _ReadPlan(info, 200, 0, info.size - 1, headers)
     headers["Content-Range"] = byte_range.content_range(info.size)
     return _ReadPlan(info, 206, byte_range.start, byte_range.end, headers)
+
+
+def _part_range(raw: str, info: ObjectInfo) -> ByteRange | None:
+    """`partNumber=N`: the bytes of part N of a multipart object; part 1 of any other object is all of it."""
+    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+        raise S3Error(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive",
+            extra={"ArgumentName": "partNumber", "ArgumentValue": raw},
+        )
+    number = int(raw)
+    count = len(info.parts) or 1
+    if number > count:
+        raise S3Error(
+            "InvalidPartNumber",
+            "The requested partnumber is not satisfiable",
+            status=416,
+            headers={"Content-Range": f"bytes */{info.size}"},
+        )
+    if not info.parts:
+        return None
+    start = sum(part.size for part in info.parts[: number - 1])
+    return ByteRange(start, start + info.parts[number - 1].size - 1)
 
 
 async def head_object(services: Services, ctx: S3Context) -> web.StreamResponse:

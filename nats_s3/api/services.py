@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..protocol.sigv4 import SigV4Verifier
 from ..settings import Settings
+from ..store.multipart import MultipartStore
 from ..store.nats_store import NatsStore
 
 
@@ -14,3 +15,4 @@ class Services:
     store: NatsStore
     verifier: SigV4Verifier
     settings: Settings
+    multipart: MultipartStore

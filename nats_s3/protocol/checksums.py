@@ -172,3 +172,33 @@ def content_md5(value: str) -> bytes:
     if len(raw) != 16:
         raise S3Error("InvalidDigest")
     return raw
+
+
+_COMBINE = {
+    "CRC32": _crt.combine_crc32,
+    "CRC32C": _crt.combine_crc32c,
+    "CRC64NVME": _crt.combine_crc64nvme,
+}
+FULL_OBJECT_ALGORITHMS = frozenset(_COMBINE)
+
+
+def combine_full_object(algorithm: str, parts: list[tuple[str, int]]) -> str:
+    """The CRC of a whole object from its parts' CRCs (base64) and lengths, without reading the bytes."""
+    algorithm = normalize_algorithm(algorithm)
+    combine = _COMBINE.get(algorithm)
+    if combine is None:
+        raise S3Error("InvalidRequest", f"The FULL_OBJECT checksum type is not supported for {algorithm}.")
+    width = DIGEST_SIZES[algorithm]
+    total = 0
+    for index, (value, length) in enumerate(parts):
+        crc = int.from_bytes(base64.b64decode(value), "big")
+        total = crc if index == 0 else combine(total, crc, length)
+    return base64.b64encode(total.to_bytes(width, "big")).decode()
+
+
+def composite(algorithm: str, part_values: list[str]) -> str:
+    """S3's COMPOSITE multipart checksum: the checksum of the parts' raw checksums, then '-<parts>'."""
+    hasher = new_hasher(algorithm)
+    for value in part_values:
+        hasher.update(base64.b64decode(value))
+    return f"{hasher.b64digest()}-{len(part_values)}"

@@ -13,9 +13,9 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
     {
         "accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
         "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
-        "object-lock", "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock",
+        "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
         "replication", "requestPayment", "restore", "retention", "select", "session", "tagging",
-        "torrent", "uploadId", "uploads", "versioning", "versions", "website", "renameObject",
+        "torrent", "versioning", "versions", "website", "renameObject",
     }
 )  # fmt: skip
 
@@ -55,6 +55,8 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
         if method == "GET":
             if "location" in query:
                 return Route("GetBucketLocation", bucket, None)
+            if "uploads" in query:
+                return Route("ListMultipartUploads", bucket, None)
             if query.get("list-type") == "2":
                 return Route("ListObjectsV2", bucket, None)
             if "list-type" in query:
@@ -69,12 +71,22 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
         if method == "POST" and "delete" in query:
             return Route("DeleteObjects", bucket, None)
         raise S3Error("MethodNotAllowed")
+    upload = "uploadId" in query
     if method == "GET":
-        return Route("GetObject", bucket, key)
+        return Route("ListParts" if upload else "GetObject", bucket, key)
     if method == "HEAD":
         return Route("HeadObject", bucket, key)
     if method == "PUT":
+        if upload or "partNumber" in query:
+            if not (upload and "partNumber" in query):
+                raise S3Error("InvalidRequest", "UploadPart needs both partNumber and uploadId.")
+            return Route("UploadPart", bucket, key)
         return Route("PutObject", bucket, key)
     if method == "DELETE":
-        return Route("DeleteObject", bucket, key)
+        return Route("AbortMultipartUpload" if upload else "DeleteObject", bucket, key)
+    if method == "POST":
+        if "uploads" in query:
+            return Route("CreateMultipartUpload", bucket, key)
+        if upload:
+            return Route("CompleteMultipartUpload", bucket, key)
     raise S3Error("MethodNotAllowed")

@@ -35,3 +35,15 @@ class StoreUnavailable(StoreError):
 
 class CorruptObject(StoreError):
     """Stored chunks do not match the object's metadata (missing chunks, digest mismatch)."""
+
+
+class UploadNotFound(StoreError):
+    """No multipart upload with that id (never created, aborted, or expired)."""
+
+
+class InvalidPart(StoreError):
+    """A part named in CompleteMultipartUpload was not uploaded, or its ETag differs."""
+
+
+class PartTooSmall(StoreError):
+    """A part other than the last is smaller than the S3 minimum (5 MiB)."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 META_ETAG = "s3-etag"
 META_CHECKSUM = "s3-checksum"
 META_SEQS = "s3-seqs"
+META_PARTS = "s3-parts"  # multipart objects: where each part's chunks are, in order
 
 Checksum = tuple[str, str]  # (algorithm, base64 value), e.g. ("CRC32", "DUoRhQ==")
 
@@ -55,6 +56,33 @@ class BucketInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PartRef:
+    """Where a run of an object's bytes lives: chunks on one subject, fixed-size but for the last."""
+
+    nuid: str
+    size: int
+    chunk_size: int
+    chunks: int
+    runs: tuple[tuple[int, int], ...]
+
+    def encode(self) -> str:
+        return f"{self.nuid}:{self.size}:{self.chunk_size}:{self.chunks}:{encode_seq_runs(list(self.runs))}"
+
+    @classmethod
+    def decode(cls, text: str) -> PartRef:
+        nuid, size, chunk_size, chunks, runs = text.split(":", 4)
+        return cls(nuid, int(size), int(chunk_size), int(chunks), decode_seq_runs(runs))
+
+
+def encode_parts(parts: list[PartRef]) -> str:
+    return ";".join(part.encode() for part in parts)
+
+
+def decode_parts(text: str) -> tuple[PartRef, ...]:
+    return tuple(PartRef.decode(item) for item in text.split(";") if item)
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectInfo:
     """An object's current version as the API layer sees it."""
 
@@ -72,6 +100,13 @@ class ObjectInfo:
     seq_runs: tuple[tuple[int, int], ...] = ()
     meta_seq: int = 0
     digest: str = ""
+    parts: tuple[PartRef, ...] = ()  # set for multipart objects only
+
+    def layout(self) -> tuple[PartRef, ...]:
+        """The object's bytes in order: its parts, or its single chunk subject."""
+        if self.parts:
+            return self.parts
+        return (PartRef(self.nuid, self.size, self.chunk_size, self.chunks, self.seq_runs),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,4 +202,13 @@ def to_object_info(doc: StoredObjectInfo, key: str, s3_bucket: str, meta_seq: in
         seq_runs=decode_seq_runs(meta.get(META_SEQS, "")),
         meta_seq=meta_seq,
         digest=doc.digest,
+        parts=decode_parts(meta[META_PARTS]) if META_PARTS in meta else (),
     )
+
+
+def chunk_nuids(doc: StoredObjectInfo) -> list[str]:
+    """Every chunk subject id an object's meta points at (what to purge when it is replaced)."""
+    meta = doc.metadata or {}
+    if META_PARTS in meta:
+        return [part.nuid for part in decode_parts(meta[META_PARTS])]
+    return [doc.nuid] if doc.nuid else []

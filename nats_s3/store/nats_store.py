@@ -16,7 +16,7 @@ from nats.js import api as js_api
 from pydantic import ValidationError
 
 from . import naming
-from .chunks import ChunkReader, ChunkWriter
+from .chunks import ChunkReader, ChunkWriter, WrittenChunks
 from .errors import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -44,9 +44,11 @@ from .models import (
     BucketInfo,
     Checksum,
     ObjectInfo,
+    PartRef,
     StoredObjectInfo,
     StoredOptions,
     WriteCondition,
+    chunk_nuids,
     encode_seq_runs,
     format_mtime,
     parse_mtime,
@@ -167,7 +169,7 @@ class NatsStore:
 
     # ---- object metadata ----------------------------------------------------------------------
 
-    async def _last_meta(self, bucket: str, key: str) -> tuple[int, StoredObjectInfo] | None:
+    async def last_meta(self, bucket: str, key: str) -> tuple[int, StoredObjectInfo] | None:
         """The key's current meta message, read from the stream leader.
 
         The leader, not a direct get that any replica may answer, so that a read right after a write
@@ -191,7 +193,7 @@ class NatsStore:
         return int(message.get("seq", 0)), doc
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        found = await self._last_meta(bucket, key)
+        found = await self.last_meta(bucket, key)
         if found is None or found[1].deleted:
             raise ObjectNotFound(key)
         seq, doc = found
@@ -209,24 +211,40 @@ class NatsStore:
     async def _read(self, info: ObjectInfo, start: int, last: int) -> AsyncGenerator[bytes, None]:
         if info.size == 0 or start > last:
             return
-        nb = naming.nats_bucket(info.bucket)
-        stream = naming.stream_name(nb)
-        subject = naming.chunk_subject(nb, info.nuid)
-        indexed = bool(info.seq_runs) and info.chunk_size > 0
+        stream = naming.stream_name(naming.nats_bucket(info.bucket))
+        offset = 0
+        for part in info.layout():
+            part_end = offset + part.size - 1
+            if part.size and part_end >= start and offset <= last:
+                async with contextlib.aclosing(
+                    self._read_part(stream, info, part, max(start - offset, 0), min(last, part_end) - offset)
+                ) as pieces:
+                    async for data in pieces:
+                        yield data
+            offset += part.size
+            if offset > last:
+                break
+
+    async def _read_part(
+        self, stream: str, info: ObjectInfo, part: PartRef, start: int, last: int
+    ) -> AsyncGenerator[bytes, None]:
+        """Bytes [start, last] of one chunk subject; with sequence runs, no chunk before `start` is fetched."""
+        subject = naming.chunk_subject(naming.nats_bucket(info.bucket), part.nuid)
+        indexed = bool(part.runs) and part.chunk_size > 0
         if indexed:
-            first = start // info.chunk_size
-            count = last // info.chunk_size - first + 1
-            pos = first * info.chunk_size
+            first = start // part.chunk_size
+            count = last // part.chunk_size - first + 1
+            pos = first * part.chunk_size
         else:
-            first, count, pos = 0, info.chunks, 0
+            first, count, pos = 0, part.chunks, 0
         reader = ChunkReader(
             self.nc,
             stream,
             subject,
-            runs=info.seq_runs if indexed else (),
+            runs=part.runs if indexed else (),
             first=first,
             count=count,
-            chunk_size=info.chunk_size or self.chunk_size,
+            chunk_size=part.chunk_size or self.chunk_size,
             batch_bytes=self.read_batch_bytes,
         )
         async with contextlib.aclosing(reader.__aiter__()) as chunks:
@@ -235,15 +253,13 @@ class NatsStore:
                 lo = max(start - pos, 0)
                 hi = min(last + 1 - pos, n)
                 pos += n
-                if hi <= 0:
-                    continue
-                if lo >= n:
+                if hi <= 0 or lo >= n:
                     continue
                 yield data if lo == 0 and hi == n else data[lo:hi]
                 if pos > last:
                     break
         if pos <= last:
-            raise CorruptObject(f"{info.bucket}/{info.key}: stored chunks end at {pos}, size {info.size}")
+            raise CorruptObject(f"{info.bucket}/{info.key}: stored chunks end at {pos} of {part.size}")
 
     # ---- writing ------------------------------------------------------------------------------
 
@@ -264,16 +280,12 @@ class NatsStore:
         may refuse the write by raising; it returns the checksum to record, if any.
         """
         nb = naming.nats_bucket(bucket)
-        stream = naming.stream_name(nb)
         # Fails fast on a missing bucket or an unmet condition, before any body byte is read.
-        current = await self._last_meta(bucket, key)
+        current = await self.last_meta(bucket, key)
         if condition is not None:
             self._check_condition(current, condition, key)
-        nuid = self.nc._nuid.next().decode()
-        subject = naming.chunk_subject(nb, nuid)
-        writer = ChunkWriter(self.js, subject, stream, self.chunk_size, self.write_window)
+        nuid, written = await self.write_chunks(bucket, body)
         try:
-            written = await writer.write_all(body)
             checksum = None
             if before_commit is not None:
                 checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
@@ -292,13 +304,35 @@ class NatsStore:
                 metadata=metadata,
                 options=StoredOptions(max_chunk_size=self.chunk_size),
             )
-            seq, replaced = await self._commit_meta(bucket, key, doc, condition)
+            seq, replaced = await self.commit_meta(bucket, key, doc, condition)
+        except BaseException:
+            await asyncio.shield(self.purge_chunks(bucket, nuid))
+            raise
+        if replaced is not None:
+            await self.purge_object_chunks(bucket, replaced, keep=nuid)
+        return to_object_info(doc, key, bucket, seq)
+
+    async def write_chunks(self, bucket: str, body: AsyncIterator[bytes]) -> tuple[str, WrittenChunks]:
+        """Stream a body onto a fresh chunk subject of the bucket; on any failure its chunks are purged."""
+        nb = naming.nats_bucket(bucket)
+        stream = naming.stream_name(nb)
+        nuid = self.nc._nuid.next().decode()
+        subject = naming.chunk_subject(nb, nuid)
+        writer = ChunkWriter(self.js, subject, stream, self.chunk_size, self.write_window)
+        try:
+            return nuid, await writer.write_all(body)
         except BaseException:
             await asyncio.shield(self._purge_quietly(stream, subject))
             raise
-        if replaced is not None and replaced.nuid and replaced.nuid != nuid:
-            await self._purge_quietly(stream, naming.chunk_subject(nb, replaced.nuid))
-        return to_object_info(doc, key, bucket, seq)
+
+    async def purge_chunks(self, bucket: str, nuid: str) -> None:
+        nb = naming.nats_bucket(bucket)
+        await self._purge_quietly(naming.stream_name(nb), naming.chunk_subject(nb, nuid))
+
+    async def purge_object_chunks(self, bucket: str, doc: StoredObjectInfo, keep: str | None = None) -> None:
+        for nuid in chunk_nuids(doc):
+            if nuid != keep:
+                await self.purge_chunks(bucket, nuid)
 
     @staticmethod
     def _check_condition(found: tuple[int, StoredObjectInfo] | None, condition: WriteCondition, key: str) -> None:
@@ -312,7 +346,7 @@ class NatsStore:
             if condition.if_match != "*" and condition.if_match != current:
                 raise PreconditionFailed(key)
 
-    async def _commit_meta(
+    async def commit_meta(
         self, bucket: str, key: str, doc: StoredObjectInfo, condition: WriteCondition | None
     ) -> tuple[int, StoredObjectInfo | None]:
         """Publish the meta as the subject's only message, expecting the version we last saw.
@@ -325,7 +359,7 @@ class NatsStore:
         subject = naming.meta_subject(nb, key)
         payload = doc.model_dump_json(exclude_none=True).encode()
         for _ in range(COMMIT_RETRIES):
-            found = await self._last_meta(bucket, key)
+            found = await self.last_meta(bucket, key)
             if condition is not None:
                 self._check_condition(found, condition, key)
             expected = found[0] if found else 0
@@ -353,9 +387,8 @@ class NatsStore:
 
     async def delete_object(self, bucket: str, key: str) -> None:
         nb = naming.nats_bucket(bucket)
-        stream = naming.stream_name(nb)
         for _ in range(COMMIT_RETRIES):
-            found = await self._last_meta(bucket, key)
+            found = await self.last_meta(bucket, key)
             if found is None or found[1].deleted:
                 return
             seq, doc = found
@@ -374,8 +407,7 @@ class NatsStore:
                 raise StoreUnavailable(f"delete marker: {exc.description}") from exc
             except (nats.errors.TimeoutError, nats.errors.Error) as exc:
                 raise StoreUnavailable(f"delete marker: {exc!r}") from exc
-            if doc.nuid:
-                await self._purge_quietly(stream, naming.chunk_subject(nb, doc.nuid))
+            await self.purge_object_chunks(bucket, doc)
             return
         raise WriteConflict(key)
 
