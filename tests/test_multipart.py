@@ -428,3 +428,8 @@ def test_rclone_copy_large_file(gateway, s3, bucket: str, tmp_path: Path) -> Non
     out_dir = tmp_path / "out"
     rclone("copy", f"gw:{bucket}/up", str(out_dir))
     assert (out_dir / "video.bin").read_bytes() == src.read_bytes()
+
+
+def test_multipart_keeps_tagging(s3, bucket: str) -> None:
+    upload(s3, bucket, "tagged", [os.urandom(100)], Tagging="stage=raw")
+    assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [{"Key": "stage", "Value": "raw"}]

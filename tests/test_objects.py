@@ -350,3 +350,31 @@ def test_content_sha256_mismatch(gateway, bucket: str) -> None:
     assert resp.status_code == 400
     assert "<Code>XAmzContentSHA256Mismatch</Code>" in resp.text
     assert signed_request("GET", url).content == b"first"
+
+
+def test_object_tagging(s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="project=blue&owner=ann%20lee")
+    tags = s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("owner", "ann lee"), ("project", "blue")]
+    assert s3.head_object(Bucket=bucket, Key="t")["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "2"
+    etag = s3.head_object(Bucket=bucket, Key="t")["ETag"]
+    s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    assert s3.get_object(Bucket=bucket, Key="t")["Body"].read() == b"x"
+    assert s3.head_object(Bucket=bucket, Key="t")["ETag"] == etag
+    s3.copy_object(Bucket=bucket, Key="t2", CopySource={"Bucket": bucket, "Key": "t"})
+    assert s3.get_object_tagging(Bucket=bucket, Key="t2")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    s3.copy_object(
+        Bucket=bucket, Key="t3", CopySource={"Bucket": bucket, "Key": "t"}, TaggingDirective="REPLACE", Tagging="a=1"
+    )
+    assert s3.get_object_tagging(Bucket=bucket, Key="t3")["TagSet"] == [{"Key": "a", "Value": "1"}]
+    s3.delete_object_tagging(Bucket=bucket, Key="t")
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == []
+    with pytest.raises(ClientError) as err:
+        s3.put_object_tagging(
+            Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": f"k{i}", "Value": "v"} for i in range(11)]}
+        )
+    assert status(err.value) == 400
+    with pytest.raises(ClientError) as err:
+        s3.get_object_tagging(Bucket=bucket, Key="missing")
+    assert error_code(err.value) == "NoSuchKey"

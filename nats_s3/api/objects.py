@@ -10,7 +10,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
@@ -19,12 +19,16 @@ from ..protocol.errors import S3Error
 from ..protocol.headers import (
     DEFAULT_CONTENT_TYPE,
     RESPONSE_OVERRIDES,
+    TAGGING,
     ByteRange,
     check_copy_source_conditions,
     check_read_conditions,
+    encode_tags,
     http_date,
     parse_range,
+    parse_tagging_header,
     stored_headers,
+    tags_from_xml_pairs,
 )
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
@@ -65,6 +69,8 @@ def object_headers(info: ObjectInfo, with_checksum: bool) -> dict[str, str]:
     }
     headers["content-type"] = DEFAULT_CONTENT_TYPE  # objects from other Object Store clients may have none
     headers.update(info.headers)
+    if tagging := headers.pop(TAGGING, None):
+        headers["x-amz-tagging-count"] = str(len(parse_qsl(tagging)))
     if with_checksum and info.checksum is not None:
         headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
     return headers
@@ -262,6 +268,16 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
             "the object's metadata, storage class, website redirect location or encryption attributes.",
         )
     meta = dict(source.headers) if directive == "COPY" else stored_headers(ctx.headers)
+    tagging_directive = ctx.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if tagging_directive not in ("COPY", "REPLACE"):
+        raise S3Error(
+            "InvalidArgument", "Unknown tagging directive.", extra={"ArgumentName": "x-amz-tagging-directive"}
+        )
+    meta.pop(TAGGING, None)
+    if tagging_directive == "COPY" and TAGGING in source.headers:
+        meta[TAGGING] = source.headers[TAGGING]
+    elif tagging_directive == "REPLACE" and TAGGING in ctx.headers:
+        meta[TAGGING] = encode_tags(parse_tagging_header(ctx.headers[TAGGING]))
     algorithm = (ctx.headers.get("x-amz-checksum-algorithm") or (source.checksum or ("", ""))[0]).upper() or None
     hasher = checksums.new_hasher(algorithm) if algorithm else None
 
@@ -343,3 +359,50 @@ def _check_body_integrity(ctx: S3Context, body: bytes) -> None:
     payload_hash = ctx.auth.payload_hash
     if len(payload_hash) == 64 and hashlib.sha256(body).hexdigest() != payload_hash:
         raise S3Error("XAmzContentSHA256Mismatch")
+
+
+MAX_TAGGING_BODY = 64 * 1024
+
+
+async def get_object_tagging(services: Services, ctx: S3Context) -> web.Response:
+    check_key(ctx.key)
+    info = await services.store.head_object(ctx.bucket, ctx.key)
+    tags = parse_qsl(info.headers.get(TAGGING, ""), keep_blank_values=True)
+    tag_items: list[XmlChild] = [("Tag", [("Key", k), ("Value", v)]) for k, v in tags]
+    return ctx.xml("Tagging", [("TagSet", tag_items)])
+
+
+async def put_object_tagging(services: Services, ctx: S3Context) -> web.Response:
+    check_key(ctx.key)
+    body = await read_small_body(ctx.request, MAX_TAGGING_BODY)
+    root = parse_xml(body)
+    tag_sets = children(root, "TagSet")
+    if local_name(root) != "Tagging" or len(tag_sets) != 1:
+        raise S3Error("MalformedXML")
+    pairs: list[tuple[str, str]] = []
+    for tag in children(tag_sets[0], "Tag"):
+        name, value = child_text(tag, "Key"), child_text(tag, "Value")
+        if name is None or value is None:
+            raise S3Error("MalformedXML")
+        pairs.append((name, value))
+    encoded = encode_tags(tags_from_xml_pairs(pairs))
+
+    def change(headers: dict[str, str]) -> dict[str, str]:
+        headers.pop(TAGGING, None)
+        if encoded:
+            headers[TAGGING] = encoded
+        return headers
+
+    await services.store.update_headers(ctx.bucket, ctx.key, change)
+    return ctx.empty()
+
+
+async def delete_object_tagging(services: Services, ctx: S3Context) -> web.Response:
+    check_key(ctx.key)
+
+    def change(headers: dict[str, str]) -> dict[str, str]:
+        headers.pop(TAGGING, None)
+        return headers
+
+    await services.store.update_headers(ctx.bucket, ctx.key, change)
+    return ctx.empty(204)

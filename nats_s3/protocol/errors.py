@@ -27,6 +27,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "InvalidPart": (400, "One or more of the specified parts could not be found."),
     "InvalidPartOrder": (400, "The list of parts was not in ascending order."),
     "InvalidRange": (416, "The requested range is not satisfiable"),
+    "InvalidTag": (400, "The TagKey or TagValue you have provided is invalid"),
     "InvalidRequest": (400, "Invalid Request"),
     "KeyTooLongError": (400, "Your key is too long"),
     "MalformedXML": (400, "The XML you provided was not well-formed or did not validate against our schema."),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from urllib.parse import parse_qsl, quote, urlencode
 
 from .errors import S3Error
 
@@ -30,6 +31,8 @@ RESPONSE_OVERRIDES = {
 META_PREFIX = "x-amz-meta-"
 MAX_USER_METADATA_BYTES = 2048
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+TAGGING = "x-amz-tagging"
+MAX_TAGS = 10
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -160,6 +163,8 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
         kept[name] = value
     if "content-type" not in kept:
         kept["content-type"] = DEFAULT_CONTENT_TYPE
+    if TAGGING in headers:
+        kept[TAGGING] = encode_tags(parse_tagging_header(headers[TAGGING]))
     meta_size = 0
     for name, value in headers.items():
         if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
@@ -173,3 +178,32 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
             extra={"Size": str(meta_size), "MaxSizeAllowed": str(MAX_USER_METADATA_BYTES)},
         )
     return kept
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise S3Error("BadRequest", "Object tags cannot be greater than 10", status=400)
+    for name, value in tags.items():
+        if not name or len(name) > 128 or len(value) > 256:
+            raise S3Error("InvalidTag", "The TagKey or TagValue you have provided is invalid", status=400)
+    return tags
+
+
+def parse_tagging_header(value: str) -> dict[str, str]:
+    """`x-amz-tagging: k1=v1&k2=v2` (URL-encoded) as a dict; duplicate keys are InvalidTag."""
+    pairs = parse_qsl(value, keep_blank_values=True)
+    tags = dict(pairs)
+    if len(tags) != len(pairs):
+        raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key", status=400)
+    return _check_tags(tags)
+
+
+def encode_tags(tags: dict[str, str]) -> str:
+    return urlencode(tags, quote_via=quote)
+
+
+def tags_from_xml_pairs(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    tags = dict(pairs)
+    if len(tags) != len(pairs):
+        raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key", status=400)
+    return _check_tags(tags)

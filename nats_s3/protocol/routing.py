@@ -14,7 +14,7 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
         "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
         "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
-        "replication", "requestPayment", "restore", "retention", "select", "session", "tagging",
+        "replication", "requestPayment", "restore", "retention", "select", "session",
         "torrent", "versioning", "versions", "website", "renameObject",
     }
 )  # fmt: skip
@@ -52,6 +52,8 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
             return Route("ListBuckets", None, None)
         raise S3Error("MethodNotAllowed")
     if key is None:
+        if "tagging" in query:
+            raise S3Error("NotImplemented", "Bucket tagging is not implemented.")
         if method == "GET":
             if "location" in query:
                 return Route("GetBucketLocation", bucket, None)
@@ -71,6 +73,11 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
         if method == "POST" and "delete" in query:
             return Route("DeleteObjects", bucket, None)
         raise S3Error("MethodNotAllowed")
+    if "tagging" in query:
+        operation = {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}.get(method)
+        if operation is None:
+            raise S3Error("MethodNotAllowed")
+        return Route(operation, bucket, key)
     upload = "uploadId" in query
     if method == "GET":
         return Route("ListParts" if upload else "GetObject", bucket, key)

@@ -355,29 +355,50 @@ class NatsStore:
         Expecting the last subject sequence makes concurrent writers serialise: each one learns
         exactly which version it replaced, so no chunks are orphaned by a lost race.
         """
-        nb = naming.nats_bucket(bucket)
-        subject = naming.meta_subject(nb, key)
         payload = doc.model_dump_json(exclude_none=True).encode()
         for _ in range(COMMIT_RETRIES):
             found = await self.last_meta(bucket, key)
             if condition is not None:
                 self._check_condition(found, condition, key)
-            expected = found[0] if found else 0
-            headers = {"Nats-Rollup": "sub", "Nats-Expected-Last-Subject-Sequence": str(expected)}
-            try:
-                ack = await self.js.publish(subject, payload, timeout=API_TIMEOUT, headers=headers)
-            except nats.js.errors.APIError as exc:
-                if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
-                    continue
-                raise StoreUnavailable(f"meta publish: {exc.description}") from exc
-            except nats.errors.NoRespondersError as exc:
-                raise BucketNotFound(bucket) from exc
-            except (nats.errors.TimeoutError, nats.errors.Error) as exc:
-                raise StoreUnavailable(f"meta publish: {exc!r}") from exc
+            seq = await self._publish_meta(bucket, key, payload, found[0] if found else 0)
+            if seq is None:
+                continue
             replaced = found[1] if found and not found[1].deleted else None
-            return int(ack.seq), replaced
+            return seq, replaced
         if condition is not None:
             raise PreconditionFailed(key)
+        raise WriteConflict(key)
+
+    async def _publish_meta(self, bucket: str, key: str, payload: bytes, expected: int) -> int | None:
+        """Publish a meta message as its subject's only one, if the subject is still at `expected`.
+
+        Returns the new sequence, or None when another writer got there first.
+        """
+        nb = naming.nats_bucket(bucket)
+        headers = {"Nats-Rollup": "sub", "Nats-Expected-Last-Subject-Sequence": str(expected)}
+        try:
+            ack = await self.js.publish(naming.meta_subject(nb, key), payload, timeout=API_TIMEOUT, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
+                return None
+            raise StoreUnavailable(f"meta publish: {exc.description}") from exc
+        except nats.errors.NoRespondersError as exc:
+            raise BucketNotFound(bucket) from exc
+        except (nats.errors.TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(f"meta publish: {exc!r}") from exc
+        return int(ack.seq)
+
+    async def update_headers(self, bucket: str, key: str, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        """Rewrite an object's stored headers in place (same bytes, same ETag), compare-and-set."""
+        for _ in range(COMMIT_RETRIES):
+            found = await self.last_meta(bucket, key)
+            if found is None or found[1].deleted:
+                raise ObjectNotFound(key)
+            seq, doc = found
+            current = {name.lower(): values[0] for name, values in (doc.headers or {}).items() if values}
+            updated = doc.model_copy(update={"headers": {n: [v] for n, v in change(current).items()}})
+            if await self._publish_meta(bucket, key, updated.model_dump_json(exclude_none=True).encode(), seq):
+                return
         raise WriteConflict(key)
 
     async def _purge_quietly(self, stream: str, subject: str) -> None:
@@ -393,20 +414,8 @@ class NatsStore:
                 return
             seq, doc = found
             marker = StoredObjectInfo(name=key, bucket=nb, nuid=doc.nuid, deleted=True, mtime="")
-            headers = {"Nats-Rollup": "sub", "Nats-Expected-Last-Subject-Sequence": str(seq)}
-            try:
-                await self.js.publish(
-                    naming.meta_subject(nb, key),
-                    marker.model_dump_json(exclude_none=True).encode(),
-                    timeout=API_TIMEOUT,
-                    headers=headers,
-                )
-            except nats.js.errors.APIError as exc:
-                if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
-                    continue
-                raise StoreUnavailable(f"delete marker: {exc.description}") from exc
-            except (nats.errors.TimeoutError, nats.errors.Error) as exc:
-                raise StoreUnavailable(f"delete marker: {exc!r}") from exc
+            if await self._publish_meta(bucket, key, marker.model_dump_json(exclude_none=True).encode(), seq) is None:
+                continue
             await self.purge_object_chunks(bucket, doc)
             return
         raise WriteConflict(key)
