@@ -10,7 +10,6 @@ import signal
 from collections.abc import Mapping
 from datetime import timedelta
 
-import nats
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
@@ -74,7 +73,11 @@ def create_app(services: Services) -> web.Application:
 
 
 async def connect_nats(settings: Settings, servers: list[str]) -> NatsClient:
+    nc = NatsClient()
+
     async def on_disconnect() -> None:
+        if nc.is_draining or nc.is_closed:
+            return  # our own shutdown, not an outage
         log.warning("disconnected from NATS")
 
     async def on_reconnect() -> None:
@@ -103,7 +106,8 @@ async def connect_nats(settings: Settings, servers: list[str]) -> NatsClient:
         options["nkeys_seed"] = str(settings.nats_nkey_file)
     if settings.nats_creds_file:
         options["user_credentials"] = str(settings.nats_creds_file)
-    return await nats.connect(**options)  # type: ignore[arg-type]
+    await nc.connect(**options)  # type: ignore[arg-type]
+    return nc
 
 
 async def expire_uploads(multipart: MultipartStore, max_age: float) -> None:

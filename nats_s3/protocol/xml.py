@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -64,32 +66,48 @@ XmlChild = tuple[str, "XmlValue | list[XmlChild]"]
 
 def build(root: str, items: Iterable[XmlChild], *, namespace: str | None = S3_NS) -> bytes:
     """Render `<root>` with nested (name, value-or-children) pairs; None values are left out."""
-    elem = etree.Element(root, nsmap={None: namespace} if namespace else None)
-    _append(elem, items)
-    out: bytes = etree.tostring(elem, xml_declaration=True, encoding="UTF-8")
-    return out
+    out = [XML_DECLARATION, f'<{root} xmlns="{namespace}">' if namespace else f"<{root}>"]
+    render_items(out, items)
+    out.append(f"</{root}>")
+    return "".join(out).encode()
 
 
-def _append(parent: etree._Element, items: Iterable[XmlChild]) -> None:
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def render_items(out: list[str], items: Iterable[XmlChild]) -> None:
+    """Append the XML text of (name, value-or-children) pairs to `out` (strings joined once, no tree)."""
     for name, value in items:
         if value is None:
             continue
-        child = etree.SubElement(parent, name)
         if isinstance(value, list):
-            _append(child, value)
+            out.append(f"<{name}>")
+            render_items(out, value)
+            out.append(f"</{name}>")
         elif isinstance(value, bool):
-            child.text = "true" if value else "false"
+            out.append(f"<{name}>{'true' if value else 'false'}</{name}>")
         else:
-            child.text = _xml_safe(str(value))
+            out.append(f"<{name}>{escape_text(str(value))}</{name}>")
 
 
-def _xml_safe(text: str) -> str:
-    # lxml refuses control characters; S3 keys may hold them only URL-encoded (encoding-type=url).
-    if all(c >= " " or c in "\t\n\r" for c in text):
+_SPECIAL = re.compile(r"[&<>\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def escape_text(text: str) -> str:
+    """Element text: markup escaped; control characters (which S3 keys may hold) as character references."""
+    if _SPECIAL.search(text) is None:
         return text
-    return "".join(c if c >= " " or c in "\t\n\r" else f"&#x{ord(c):x};" for c in text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _CONTROL.sub(lambda m: f"&#x{ord(m.group()):x};", text)
 
 
 def iso8601(value: datetime) -> str:
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def iso8601_seconds(timestamp: float) -> str:
+    """A POSIX time as S3 lists it, whole seconds (cheaper than going through datetime)."""
+    t = time.gmtime(timestamp)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.000Z"

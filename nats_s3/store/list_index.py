@@ -10,8 +10,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -32,22 +31,21 @@ CATCH_UP_TIMEOUT = 15.0
 IDLE_EVICT_SECONDS = 600.0
 
 
-@dataclass(slots=True)
-class Entry:
-    """What a listing shows of one object; kept small, there is one per key."""
+class Entry(NamedTuple):
+    """What a listing shows of one object. A tuple of plain values: the garbage collector stops
+    tracking it, so a large index adds nothing to every collection."""
 
     size: int
     etag: str
-    mtime: float
+    mtime: float  # POSIX seconds
     checksum_algorithm: str | None
 
 
-@dataclass(slots=True)
-class ListedObject:
+class ListedObject(NamedTuple):
     key: str
     size: int
     etag: str
-    last_modified: datetime
+    mtime: float  # POSIX seconds
     checksum_algorithm: str | None
 
 
@@ -176,12 +174,7 @@ class BucketIndex:
                     continue
             if count >= max_keys:
                 return ListPage(objects, prefixes, True, last)
-            entry = self.entries[key]
-            objects.append(
-                ListedObject(
-                    key, entry.size, entry.etag, datetime.fromtimestamp(entry.mtime, UTC), entry.checksum_algorithm
-                )
-            )
+            objects.append(ListedObject(key, *self.entries[key]))
             last = key
             count += 1
 
