@@ -106,6 +106,28 @@ FLAGS = (
         "abort multipart uploads older than this (default 168h)",
         "duration",
     ),
+    Flag(
+        "shutdown-timeout",
+        "shutdown_timeout",
+        "NATS_S3_SHUTDOWN_TIMEOUT",
+        "on SIGTERM/SIGINT, how long in-flight requests may finish (default 30s)",
+        "duration",
+    ),
+    Flag(
+        "metrics.listen",
+        "metrics_listen",
+        "NATS_S3_METRICS_LISTEN",
+        "serve /metrics on this HOST:PORT instead of the S3 port",
+    ),
+    Flag("metrics.token", "metrics_token", "NATS_S3_METRICS_TOKEN", "bearer token required on /metrics"),
+    Flag("tls.cert", "tls_cert", "NATS_S3_TLS_CERT", "PEM certificate (chain): serve HTTPS", "path"),
+    Flag("tls.key", "tls_key", "NATS_S3_TLS_KEY", "PEM private key for --tls.cert", "path"),
+    Flag(
+        "domain",
+        "domain",
+        "NATS_S3_DOMAIN",
+        "base domain for virtual-host-style requests (<bucket>.<domain>); path style always works",
+    ),
     Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path"),
 )
 
@@ -159,7 +181,8 @@ def settings_from(argv: Sequence[str] | None, environ: dict[str, str] | None = N
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else ""
         name = next((f"--{f.name}" for f in FLAGS if f.field == field), field)
-        raise ValueError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{name}: {message}" if name else message) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,10 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
     setup_logging(settings.log_format, settings.log_level)
-    from .server import serve  # heavy imports only once the flags are good
+    from .server import TlsConfigError, serve  # heavy imports only once the flags are good
 
     try:
         asyncio.run(serve(settings, secrets))
+    except TlsConfigError as exc:
+        sys.stderr.write(f"nats-s3: {exc}\n")
+        return 2
     except EmbeddedServerError as exc:
         sys.stderr.write(f"nats-s3: embedded NATS: {exc}\n")
         return 1

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 import signal
+import ssl
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from .api.context import error_response, new_request_id
 from .api.gateway import Gateway
 from .api.services import Services
 from .embedded import EmbeddedNatsServer
+from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
 from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
 from .settings import Settings
@@ -32,12 +34,26 @@ log = logging.getLogger("nats_s3.server")
 # The request line and headers together: larger is 400 from aiohttp before any handler runs.
 MAX_FIELD_SIZE = 16 * 1024
 READ_BUFSIZE = 1024 * 1024
-SHUTDOWN_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 5.0
 
 
 class _S3RequestHandler(RequestHandler):
-    """aiohttp's connection handler, but requests it refuses itself (bad framing, huge headers) get S3 XML."""
+    """aiohttp's connection handler, with two changes: requests it refuses itself (bad framing, huge
+    headers) get S3 XML, and a request being served keeps receiving its body during shutdown."""
+
+    def data_received(self, data: bytes) -> None:
+        # aiohttp drops all input once a connection is marked closing, which would cut every upload in
+        # flight at SIGTERM. Keep feeding the current request's body; no new request is started, because
+        # the connection still closes once this one is answered.
+        if self._request_in_progress and (self._close or self._force_close):
+            closing = (self._close, self._force_close)
+            self._close = self._force_close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close, self._force_close = closing
+            return
+        super().data_received(data)
 
     def handle_error(
         self,
@@ -62,25 +78,53 @@ class _S3Server(Server):
         return _S3RequestHandler(self, loop=self._loop, **self._kwargs)
 
 
-def create_app(services: Services) -> web.Application:
-    gateway = Gateway(services)
+def create_app(services: Services, metrics: Metrics, *, serve_metrics: bool = True) -> web.Application:
+    gateway = Gateway(services, metrics)
     # Bodies are streamed by handlers; never let aiohttp buffer or decompress them.
     app = web.Application(client_max_size=0, handler_args={"auto_decompress": False})
     app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/readyz", gateway.readyz)
+    if serve_metrics:
+        app.router.add_get("/metrics", gateway.metrics_endpoint)
     app.router.add_route("*", "/{tail:.*}", gateway.handle, expect_handler=gateway.expect_continue)
     app["gateway"] = gateway
     return app
 
 
-async def connect_nats(settings: Settings, servers: list[str]) -> NatsClient:
+def metrics_app(gateway: Gateway) -> web.Application:
+    app = web.Application()
+    app.router.add_get("/metrics", gateway.metrics_endpoint)
+    return app
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsConfigError(f"cannot load --tls.cert/--tls.key: {exc}") from None
+    return context
+
+
+class TlsConfigError(Exception):
+    """The TLS certificate or key could not be loaded (message is one line)."""
+
+
+async def connect_nats(settings: Settings, servers: list[str], metrics: Metrics) -> NatsClient:
     nc = NatsClient()
 
     async def on_disconnect() -> None:
+        metrics.nats_connected.set(0)
         if nc.is_draining or nc.is_closed:
             return  # our own shutdown, not an outage
         log.warning("disconnected from NATS")
 
     async def on_reconnect() -> None:
+        metrics.nats_connected.set(1)
+        metrics.nats_reconnects.inc()
         log.info("reconnected to NATS")
 
     async def on_error(exc: Exception) -> None:
@@ -107,6 +151,7 @@ async def connect_nats(settings: Settings, servers: list[str]) -> NatsClient:
     if settings.nats_creds_file:
         options["user_credentials"] = str(settings.nats_creds_file)
     await nc.connect(**options)  # type: ignore[arg-type]
+    metrics.nats_connected.set(1)
     return nc
 
 
@@ -124,21 +169,29 @@ async def expire_uploads(multipart: MultipartStore, max_age: float) -> None:
 
 
 async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set (or SIGINT/SIGTERM): embedded NATS if no servers are given."""
+    """Run until `stop` is set (or SIGINT/SIGTERM): embedded NATS if no servers are given.
+
+    Shutdown order: stop accepting, let in-flight requests finish (up to --shutdown-timeout), drain
+    NATS, stop the embedded nats-server last.
+    """
+    ssl_context = tls_context(settings)
+    metrics = Metrics()
     embedded: EmbeddedNatsServer | None = None
     servers = settings.nats_servers
     if not servers:
         embedded = EmbeddedNatsServer(settings.data_dir)
         await embedded.start()
         servers = [embedded.url]
-    runner: web.AppRunner | None = None
+    runners: list[web.AppRunner] = []
+    tasks: list[asyncio.Task[None]] = []
     nc: NatsClient | None = None
     try:
-        nc = await connect_nats(settings, servers)
+        nc = await connect_nats(settings, servers, metrics)
         store = NatsStore(nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size)
         multipart = MultipartStore(store)
+        await multipart.records.ensure()
         services = Services(store=store, verifier=SigV4Verifier(secrets), settings=settings, multipart=multipart)
-        app = create_app(services)
+        app = create_app(services, metrics, serve_metrics=settings.metrics_listen is None)
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -147,27 +200,43 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
             max_field_size=MAX_FIELD_SIZE,
             max_line_size=MAX_FIELD_SIZE,
             read_bufsize=READ_BUFSIZE,
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            shutdown_timeout=settings.shutdown_timeout,
         )
+        runners.append(runner)
         await runner.setup()
         if isinstance(runner.server, Server):
             runner.server.__class__ = _S3Server
-        site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
-        await site.start()
-        log.info("nats-s3 listening", extra={"listen": settings.listen, "nats": ",".join(servers)})
+        await web.TCPSite(
+            runner, settings.listen_host, settings.listen_port, reuse_address=True, ssl_context=ssl_context
+        ).start()
+        if settings.metrics_listen is not None:
+            metrics_runner = web.AppRunner(metrics_app(app["gateway"]), access_log=None, handle_signals=False)
+            runners.append(metrics_runner)
+            await metrics_runner.setup()
+            host, _, port = settings.metrics_listen.rpartition(":")
+            await web.TCPSite(metrics_runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True).start()
+        log.info(
+            "nats-s3 listening",
+            extra={"listen": settings.listen, "tls": ssl_context is not None, "nats": ",".join(servers)},
+        )
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        sweeper = asyncio.get_running_loop().create_task(expire_uploads(multipart, settings.multipart_expiry))
+        tasks.append(loop.create_task(expire_uploads(multipart, settings.multipart_expiry)))
+        tasks.append(loop.create_task(refresh_storage(metrics, _usage_reader(store, multipart))))
         await stop.wait()
-        log.info("shutting down")
-        sweeper.cancel()
+        log.info("shutting down", extra={"grace_seconds": settings.shutdown_timeout})
     finally:
-        if runner is not None:
+        for task in tasks:
+            task.cancel()
+        for runner in runners:
+            # Closes the listeners first, then waits for in-flight requests up to shutdown_timeout.
             await runner.cleanup()
         if nc is not None:
+            with contextlib.suppress(Exception):
+                await store.close()
             # drain() waits on the server; with NATS gone it would wait forever.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.drain(), DRAIN_TIMEOUT)
@@ -175,3 +244,13 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
                 await nc.close()
         if embedded is not None:
             await embedded.stop()
+
+
+def _usage_reader(store: NatsStore, multipart: MultipartStore):  # type: ignore[no-untyped-def]
+    async def read(snapshot: StorageSnapshot) -> None:
+        usage = await store.usage()
+        snapshot.bucket_bytes = {bucket: size for bucket, (size, _) in usage.items()}
+        snapshot.bucket_objects = {bucket: count for bucket, (_, count) in usage.items() if count is not None}
+        snapshot.uploads_in_progress = await multipart.count_in_progress()
+
+    return read

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Settings(BaseModel):
@@ -28,6 +28,12 @@ class Settings(BaseModel):
     http_read_header_timeout: float = Field(default=30.0, ge=0)
     data_dir: Path = Path("./data")
     multipart_expiry: float = Field(default=7 * 24 * 3600.0, gt=0)
+    shutdown_timeout: float = Field(default=30.0, ge=0)
+    metrics_listen: str | None = None  # a separate HOST:PORT for /metrics; default: the S3 port
+    metrics_token: str | None = None  # bearer token required on /metrics when set
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    domain: str | None = None  # enables virtual-host-style addressing: <bucket>.<domain>
     # Object bytes are cut into NATS messages of this size (must stay under the server's max_payload).
     chunk_size: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
 
@@ -38,6 +44,25 @@ class Settings(BaseModel):
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"listen address {value!r} is not HOST:PORT")
         return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_metrics_listen(cls, value: str | None) -> str | None:
+        return None if value is None else cls._check_listen(value)
+
+    @field_validator("domain")
+    @classmethod
+    def _check_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().strip(".").lower()
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls.cert and --tls.key go together")
+        return self
 
     @field_validator("nats_servers")
     @classmethod

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -195,14 +196,18 @@ class GatewayProcess:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> GatewayProcess:
+    def start(
+        self, timeout: float = 30.0, *, health_url: str | None = None, verify: str | None = None
+    ) -> GatewayProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, cwd=str(REPO))
         deadline = time.monotonic() + timeout
+        context = ssl.create_default_context(cafile=verify) if verify else None
+        url = health_url or f"{self.endpoint}/readyz"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as resp:
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1, context=context) as resp:
                 if resp.status == 200:
                     return self
             time.sleep(0.1)

@@ -147,12 +147,12 @@ def test_embedded_nats_keeps_data_across_restarts(tmp_path: Path) -> None:
     assert str(data_dir.resolve()) not in out
 
 
-def _health(endpoint: str) -> int:
+def _probe(endpoint: str, path: str) -> tuple[int, dict[str, str]]:
     try:
-        with urllib.request.urlopen(f"{endpoint}/healthz", timeout=3) as resp:
-            return int(resp.status)
+        with urllib.request.urlopen(f"{endpoint}{path}", timeout=3) as resp:
+            return int(resp.status), json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), json.loads(exc.read())
 
 
 def test_reconnects_after_nats_loss(tmp_path: Path) -> None:
@@ -163,19 +163,25 @@ def test_reconnects_after_nats_loss(tmp_path: Path) -> None:
         client = make_client(gw.endpoint)
         client.create_bucket(Bucket="reconnect")
         client.put_object(Bucket="reconnect", Key="k", Body=b"before")
+        assert _probe(gw.endpoint, "/readyz") == (200, {"status": "ready"})
         server.stop()
         deadline = time.monotonic() + 15
-        while _health(gw.endpoint) != 503 and time.monotonic() < deadline:
+        while _probe(gw.endpoint, "/readyz")[0] != 503 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _health(gw.endpoint) == 503
+        status, body = _probe(gw.endpoint, "/readyz")
+        assert status == 503 and body["reason"] == "not connected to NATS"
+        assert _probe(gw.endpoint, "/healthz")[0] == 200  # alive all the same
+        started = time.monotonic()
         with pytest.raises(client.exceptions.ClientError) as err:
             client.get_object(Bucket="reconnect", Key="k")
         assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert err.value.response["Error"]["Code"] == "ServiceUnavailable"
+        assert time.monotonic() - started < 2  # refused at once, not after a NATS timeout
         server.start()
         deadline = time.monotonic() + 20
-        while _health(gw.endpoint) != 200 and time.monotonic() < deadline:
+        while _probe(gw.endpoint, "/readyz")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _health(gw.endpoint) == 200
+        assert _probe(gw.endpoint, "/readyz")[0] == 200
         assert client.get_object(Bucket="reconnect", Key="k")["Body"].read() == b"before"
     finally:
         gw.stop()

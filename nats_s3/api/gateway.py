@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..observability.metrics import Metrics
 from ..protocol.errors import S3Error
 from ..protocol.routing import resolve, split_path
 from ..protocol.sigv4 import AuthResult
@@ -86,8 +90,9 @@ def store_error_to_s3(exc: store_errors.StoreError, ctx_bucket: str | None, key:
 
 
 class Gateway:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, metrics: Metrics) -> None:
         self.services = services
+        self.metrics = metrics
 
     def _authenticate(self, request: web.Request) -> tuple[dict[str, str], list[tuple[str, str]], AuthResult]:
         cached = request.get("s3.auth")
@@ -121,12 +126,25 @@ class Gateway:
             request.writer.output_size = 0
         return None
 
+    def _address(self, request: web.Request) -> tuple[str | None, str | None]:
+        """Bucket and key: from `<bucket>.<domain>` hosts when --domain is set, else path style."""
+        domain = self.services.settings.domain
+        if domain:
+            host = (request.host or "").rsplit(":", 1)[0].lower() if "]" not in (request.host or "") else ""
+            if host.endswith("." + domain):
+                path = request.raw_path.split("?", 1)[0]
+                key = unquote(path[1:], errors="strict") if len(path) > 1 else None
+                return host[: -len(domain) - 1], key
+        return split_path(request.raw_path)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         request_id = request.get("s3.request_id") or new_request_id()
         operation, bucket, key, access_key = "-", None, None, "-"
+        metrics = self.metrics
+        metrics.in_flight.inc()
         try:
-            bucket, key = split_path(request.raw_path)
+            bucket, key = self._address(request)
             headers, pairs, auth = self._authenticate(request)
             access_key = auth.access_key
             query: dict[str, str] = {}
@@ -137,6 +155,8 @@ class Gateway:
             if operation in ("PutObject", "UploadPart") and "x-amz-copy-source" in headers:
                 operation = "CopyObject" if operation == "PutObject" else "UploadPartCopy"
             ctx = S3Context(request, request_id, route, headers, query, auth)
+            if not self.services.store.nc.is_connected:
+                raise S3Error("ServiceUnavailable", "The storage backend (NATS) is not connected; retry shortly.")
             try:
                 response = await HANDLERS[route.operation](self.services, ctx)
             except store_errors.StoreError as exc:
@@ -152,11 +172,22 @@ class Gateway:
             response = error_response(
                 S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400), request, request_id
             )
+        except asyncio.CancelledError:
+            # Shutdown past its grace period, or the client went away: the store purged any partial write.
+            log.warning("request cancelled", extra={"request_id": request_id, "operation": operation})
+            raise
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             response = error_response(S3Error("InternalError"), request, request_id)
             response.force_close()
+        finally:
+            metrics.in_flight.dec()
+        elapsed = time.monotonic() - started
+        bytes_in = request.content.total_bytes
+        bytes_out = request.get("s3.bytes_out") or _body_bytes(response)
+        metrics.observe(operation, response.status, elapsed, bytes_in, bytes_out)
         if log.isEnabledFor(logging.INFO):
+            # Names and numbers only: never the Authorization header, a signature or a query string.
             log.info(
                 "request",
                 extra={
@@ -167,15 +198,41 @@ class Gateway:
                     "bucket": bucket or "",
                     "key": key or "",
                     "status": response.status,
-                    "duration_ms": round((time.monotonic() - started) * 1000, 2),
+                    "bytes_in": bytes_in,
+                    "bytes_out": bytes_out,
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )
         return response
 
     async def healthz(self, request: web.Request) -> web.Response:
-        ok = await self.services.store.ping()
+        """Liveness: the process serves requests (NATS state is /readyz's business)."""
+        return web.json_response({"status": "ok"}, headers={"x-amz-request-id": new_request_id()})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Readiness: NATS connected, JetStream answering, the gateway's KV bucket present."""
+        reason = await self.services.readiness()
         return web.json_response(
-            {"status": "ok" if ok else "nats unavailable"},
-            status=200 if ok else 503,
+            {"status": "ready" if reason is None else "not ready", **({"reason": reason} if reason else {})},
+            status=200 if reason is None else 503,
             headers={"x-amz-request-id": new_request_id()},
         )
+
+    async def metrics_endpoint(self, request: web.Request) -> web.Response:
+        token = self.services.settings.metrics_token
+        if token is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"})
+        return web.Response(
+            body=self.metrics.render(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+
+def _body_bytes(response: web.StreamResponse) -> int:
+    """Body bytes of a response built in one piece (streamed bodies count themselves as they go)."""
+    if isinstance(response, web.Response):
+        body = response.body
+        return len(body) if isinstance(body, bytes | bytearray) else 0
+    return 0

@@ -195,7 +195,12 @@ async def get_object(services: Services, ctx: S3Context) -> web.StreamResponse:
     await resp.prepare(ctx.request)
     write_timeout = services.settings.http_write_timeout
 
+    sent = 0
+
     async def write(data: bytes) -> None:
+        nonlocal sent
+        sent += len(data)
+        ctx.request["s3.bytes_out"] = sent
         if write_timeout:
             await asyncio.wait_for(resp.write(data), write_timeout)
         else:

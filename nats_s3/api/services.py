@@ -16,3 +16,13 @@ class Services:
     verifier: SigV4Verifier
     settings: Settings
     multipart: MultipartStore
+
+    async def readiness(self) -> str | None:
+        """None when the gateway can serve; otherwise why not, in a few words."""
+        if not self.store.nc.is_connected:
+            return "not connected to NATS"
+        if (problem := await self.store.jetstream_problem()) is not None:
+            return problem
+        if not await self.multipart.records.present():
+            return f"KV bucket {self.multipart.records.bucket} is missing"
+        return None

@@ -278,6 +278,9 @@ class ListIndex:
             if not await index.wait_past(pending_seq, max(deadline - time.monotonic(), 0)):
                 raise StoreUnavailable(f"listing index of {bucket} is behind the stream")
 
+    def loaded(self, bucket: str) -> BucketIndex | None:
+        return self._indexes.get(bucket)
+
     async def forget(self, bucket: str) -> None:
         index = self._indexes.pop(bucket, None)
         if index is not None and index.sub is not None:

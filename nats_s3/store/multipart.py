@@ -286,6 +286,10 @@ class MultipartStore:
             raise UploadNotFound(upload.upload_id)
         return info
 
+    async def count_in_progress(self) -> int:
+        records = await self.records.scan("u.")
+        return sum(1 for r in records if UploadRecord.model_validate_json(r.value).completed_etag is None)
+
     async def expire(self, max_age: timedelta) -> int:
         """Abort uploads initiated longer than `max_age` ago (any gateway may run this; it is idempotent)."""
         now = datetime.now(UTC)

@@ -89,6 +89,15 @@ class NatsStore:
     async def _api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         return await js_request(self.nc, subject, payload)
 
+    async def jetstream_problem(self) -> str | None:
+        try:
+            resp = await self._api("INFO")
+        except StoreUnavailable as exc:
+            return f"JetStream does not answer: {exc}"
+        if err := resp.get("error"):
+            return f"JetStream: {err.get('description')}"
+        return None
+
     async def ping(self) -> bool:
         if not self.nc.is_connected:
             return False
@@ -135,7 +144,20 @@ class NatsStore:
         return BucketInfo(bucket, _parse_created(resp.get("created")))
 
     async def list_buckets(self) -> list[BucketInfo]:
-        buckets: list[BucketInfo] = []
+        buckets = [BucketInfo(name, _parse_created(info.get("created"))) async for name, info in self._bucket_streams()]
+        buckets.sort(key=lambda b: b.name)
+        return buckets
+
+    async def usage(self) -> dict[str, tuple[int, int | None]]:
+        """Per bucket: bytes its stream holds, and live objects where this gateway has the listing index."""
+        out: dict[str, tuple[int, int | None]] = {}
+        async for name, info in self._bucket_streams():
+            index = self.index.loaded(name)
+            out[name] = (int((info.get("state") or {}).get("bytes") or 0), len(index) if index is not None else None)
+        return out
+
+    async def _bucket_streams(self) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+        """(S3 bucket name, stream info) of every Object Store stream with a valid S3 name."""
         offset = 0
         while True:
             resp = await self._api("STREAM.LIST", {"offset": offset, "subject": "$O.*.M.>"})
@@ -144,16 +166,12 @@ class NatsStore:
             streams = resp.get("streams") or []
             for info in streams:
                 name = info.get("config", {}).get("name", "")
-                if not name.startswith("OBJ_"):
-                    continue
-                s3name = naming.s3_bucket(name[4:])
+                s3name = naming.s3_bucket(name[4:]) if name.startswith("OBJ_") else None
                 if s3name is not None:
-                    buckets.append(BucketInfo(s3name, _parse_created(info.get("created"))))
+                    yield s3name, info
             offset += len(streams)
             if not streams or offset >= int(resp.get("total", 0)):
-                break
-        buckets.sort(key=lambda b: b.name)
-        return buckets
+                return
 
     async def delete_bucket(self, bucket: str) -> None:
         stream = naming.stream_name(naming.nats_bucket(bucket))

@@ -65,6 +65,13 @@ class RecordStore:
                 raise StoreUnavailable(f"records bucket {self.bucket}: {resp['error'].get('description')}")
             self._ready = True
 
+    async def present(self) -> bool:
+        try:
+            resp = await js_request(self._nc, f"STREAM.INFO.{self.stream}")
+        except StoreUnavailable:
+            return False
+        return "error" not in resp
+
     async def get(self, key: str) -> Record | None:
         await self.ensure()
         resp = await js_request(self._nc, f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": self._prefix + key})

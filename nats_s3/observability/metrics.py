@@ -1,0 +1,124 @@
+"""Prometheus metrics: per-operation requests, latency and bytes, NATS state, JetStream usage per bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("nats_s3.metrics")
+
+# `*_created` series double the output and say nothing a restart time does not.
+disable_created_metrics()
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class StorageSnapshot:
+    """JetStream usage read every `interval` seconds in the background: scrapes never wait on NATS."""
+
+    def __init__(self) -> None:
+        self.bucket_bytes: dict[str, int] = {}
+        self.bucket_objects: dict[str, int] = {}
+        self.uploads_in_progress: int | None = None
+        self.updated = 0.0
+
+
+class _StorageCollector(Collector):
+    def __init__(self, snapshot: StorageSnapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        snap = self._snapshot
+        size = GaugeMetricFamily(
+            "nats_s3_bucket_bytes", "Bytes the bucket's JetStream stream holds (stream info).", labels=["bucket"]
+        )
+        for bucket, value in sorted(snap.bucket_bytes.items()):
+            size.add_metric([bucket], value)
+        yield size
+        objects = GaugeMetricFamily(
+            "nats_s3_bucket_objects",
+            "Live objects in the bucket, for buckets whose listing index this gateway holds.",
+            labels=["bucket"],
+        )
+        for bucket, value in sorted(snap.bucket_objects.items()):
+            objects.add_metric([bucket], value)
+        yield objects
+        if snap.uploads_in_progress is not None:
+            yield GaugeMetricFamily(
+                "nats_s3_multipart_uploads_in_progress",
+                "Multipart uploads created and neither completed nor aborted.",
+                value=snap.uploads_in_progress,
+            )
+        yield GaugeMetricFamily(
+            "nats_s3_storage_snapshot_age_seconds",
+            "Seconds since the JetStream usage figures were read.",
+            value=(time.time() - snap.updated) if snap.updated else float("nan"),
+        )
+
+
+class Metrics:
+    """All of the gateway's metrics in one registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "nats_s3_requests_total",
+            "S3 requests by operation and HTTP status.",
+            ["operation", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "nats_s3_request_duration_seconds",
+            "S3 request latency by operation.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.bytes_in = Counter(
+            "nats_s3_received_bytes_total",
+            "Request body bytes received, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.bytes_out = Counter(
+            "nats_s3_sent_bytes_total", "Response body bytes sent, by operation.", ["operation"], registry=self.registry
+        )
+        self.in_flight = Gauge("nats_s3_requests_in_flight", "S3 requests being served.", registry=self.registry)
+        self.nats_connected = Gauge("nats_s3_nats_connected", "1 while connected to NATS.", registry=self.registry)
+        self.nats_reconnects = Counter(
+            "nats_s3_nats_reconnects_total", "Reconnections to NATS.", registry=self.registry
+        )
+        self.storage = StorageSnapshot()
+        self.registry.register(_StorageCollector(self.storage))
+
+    def observe(self, operation: str, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
+        self.requests.labels(operation, str(status)).inc()
+        self.latency.labels(operation).observe(seconds)
+        if bytes_in:
+            self.bytes_in.labels(operation).inc(bytes_in)
+        if bytes_out:
+            self.bytes_out.labels(operation).inc(bytes_out)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+async def refresh_storage(
+    metrics: Metrics, read: Callable[[StorageSnapshot], Awaitable[None]], interval: float = 15.0
+) -> None:
+    """Keep the JetStream usage snapshot fresh; a failed read keeps the last figures."""
+    while True:
+        try:
+            await read(metrics.storage)
+            metrics.storage.updated = time.time()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("storage metrics refresh failed", extra={"error": repr(exc)})
+        await asyncio.sleep(interval)
