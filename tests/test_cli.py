@@ -171,6 +171,7 @@ def test_reconnects_after_nats_loss(tmp_path: Path) -> None:
         status, body = _probe(gw.endpoint, "/readyz")
         assert status == 503 and body["reason"] == "not connected to NATS"
         assert _probe(gw.endpoint, "/healthz")[0] == 200  # alive all the same
+        assert "nats_s3_nats_connected 0.0" in _metrics(gw.endpoint)
         started = time.monotonic()
         with pytest.raises(client.exceptions.ClientError) as err:
             client.get_object(Bucket="reconnect", Key="k")
@@ -183,9 +184,16 @@ def test_reconnects_after_nats_loss(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert _probe(gw.endpoint, "/readyz")[0] == 200
         assert client.get_object(Bucket="reconnect", Key="k")["Body"].read() == b"before"
+        text = _metrics(gw.endpoint)
+        assert "nats_s3_nats_connected 1.0" in text and "nats_s3_nats_reconnects_total 1.0" in text
     finally:
         gw.stop()
         server.cleanup()
+
+
+def _metrics(endpoint: str) -> str:
+    with urllib.request.urlopen(f"{endpoint}/metrics", timeout=3) as resp:
+        return str(resp.read().decode())
 
 
 def test_json_logs(tmp_path: Path, nats_url: str) -> None:
