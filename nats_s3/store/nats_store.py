@@ -98,15 +98,6 @@ class NatsStore:
             return f"JetStream: {err.get('description')}"
         return None
 
-    async def ping(self) -> bool:
-        if not self.nc.is_connected:
-            return False
-        try:
-            await self._api("INFO")
-        except StoreUnavailable:
-            return False
-        return True
-
     # ---- buckets ------------------------------------------------------------------------------
 
     async def create_bucket(self, bucket: str) -> BucketInfo:
