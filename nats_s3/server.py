@@ -10,6 +10,7 @@ import signal
 import ssl
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -41,7 +42,41 @@ class _S3RequestHandler(RequestHandler):
     """aiohttp's connection handler, with two changes: requests it refuses itself (bad framing, huge
     headers) get S3 XML, and a request being served keeps receiving its body during shutdown."""
 
+    header_timeout: float = 0.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        # --http.read-header-timeout: a client gets this long to send a whole request head, so a
+        # connection trickling headers (or sending nothing) cannot hold a slot forever.
+        if self.header_timeout > 0 and self._header_timer is None:
+            self._header_timer = asyncio.get_running_loop().call_later(self.header_timeout, self._header_timed_out)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        if not self._request_in_progress:
+            self.force_close()
+
     def data_received(self, data: bytes) -> None:
+        if not self._request_in_progress:
+            self._arm_header_timer()
+        self._data_received(data)
+        if self._request_in_progress or self._messages:
+            self._disarm_header_timer()
+
+    def _data_received(self, data: bytes) -> None:
         # aiohttp drops all input once a connection is marked closing, which would cut every upload in
         # flight at SIGTERM. Keep feeding the current request's body; no new request is started, because
         # the connection still closes once this one is answered.
@@ -74,8 +109,12 @@ class _S3RequestHandler(RequestHandler):
 
 
 class _S3Server(Server):
+    header_timeout = 0.0
+
     def __call__(self) -> RequestHandler:
-        return _S3RequestHandler(self, loop=self._loop, **self._kwargs)
+        handler = _S3RequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.header_timeout = self.header_timeout
+        return handler
 
 
 def create_app(services: Services, metrics: Metrics, *, serve_metrics: bool = True) -> web.Application:
@@ -206,6 +245,7 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
         await runner.setup()
         if isinstance(runner.server, Server):
             runner.server.__class__ = _S3Server
+            cast(_S3Server, runner.server).header_timeout = settings.http_read_header_timeout
         await web.TCPSite(
             runner, settings.listen_host, settings.listen_port, reuse_address=True, ssl_context=ssl_context
         ).start()

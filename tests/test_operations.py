@@ -330,3 +330,27 @@ def test_virtual_host_addressing(nats_url: str, tmp_path: Path) -> None:
         path_style.delete_bucket(Bucket="vhost.bucket")
     finally:
         gw.stop()
+
+
+def test_read_header_timeout_closes_slow_clients(nats_url: str, tmp_path: Path) -> None:
+    gw = GatewayProcess(
+        write_credentials(tmp_path / "c.json"), nats_url, extra=["--http.read-header-timeout", "1s"]
+    ).start()
+    try:
+        silent = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        trickle = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        trickle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert silent.recv(1024) == b""  # closed by the gateway
+        assert trickle.recv(1024) == b""
+        assert time.monotonic() - started < 5
+        silent.close()
+        trickle.close()
+        # A client that sends its head in time is served as usual, also on a kept-alive connection.
+        session = requests.Session()
+        for _ in range(2):
+            assert session.get(f"{gw.endpoint}/healthz", timeout=10).status_code == 200
+            time.sleep(1.5)
+        assert session.get(f"{gw.endpoint}/healthz", timeout=10).status_code == 200
+    finally:
+        gw.stop()
