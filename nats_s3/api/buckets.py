@@ -51,3 +51,27 @@ async def delete_bucket(services: Services, ctx: S3Context) -> web.Response:
 async def get_bucket_location(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
     return ctx.xml("LocationConstraint", [])
+
+
+def _acl(ctx: S3Context) -> web.Response:
+    owner = owner_items(ctx.auth.access_key)
+    grant: list[XmlChild] = [
+        ("Grantee", [("ID", owner[0][1]), ("DisplayName", ctx.auth.access_key)]),
+        ("Permission", "FULL_CONTROL"),
+    ]
+    return ctx.xml("AccessControlPolicy", [("Owner", owner), ("AccessControlList", [("Grant", grant)])])
+
+
+async def get_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_bucket(ctx.bucket)
+    return _acl(ctx)
+
+
+async def get_object_acl(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_object(ctx.bucket, ctx.key)
+    return _acl(ctx)
+
+
+async def get_bucket_versioning(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_bucket(ctx.bucket)
+    return ctx.xml("VersioningConfiguration", [])

@@ -44,6 +44,13 @@ def split_path(raw_path: str) -> tuple[str | None, str | None]:
 
 
 def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str, str]) -> Route:
+    # Read-only answers clients ask for routinely (s3cmd info, rclone, SDK wrappers): versioning is never
+    # enabled and the owner has full control. Changing either stays NotImplemented.
+    if method == "GET" and bucket is not None:
+        if "acl" in query:
+            return Route("GetObjectAcl" if key else "GetBucketAcl", bucket, key)
+        if "versioning" in query and key is None:
+            return Route("GetBucketVersioning", bucket, None)
     for name in query:
         if name in UNSUPPORTED_SUBRESOURCES:
             raise S3Error("NotImplemented", f"The '{name}' sub-resource is not implemented.")
