@@ -124,3 +124,9 @@ def test_read_only_versioning_and_acl_answers(s3, bucket: str, gateway) -> None:
     assert code(err.value) == "NotImplemented"
     r = signed_request("PUT", f"{gateway.endpoint}/{bucket}/k?acl", body=b"<AccessControlPolicy/>")
     assert r.status_code == 501
+
+
+def test_acl_grantee_has_xsi_type(s3, bucket: str, gateway) -> None:
+    text = signed_request("GET", f"{gateway.endpoint}/{bucket}?acl").text
+    assert 'xsi:type="CanonicalUser"' in text
+    assert s3.get_bucket_acl(Bucket=bucket)["Grants"][0]["Grantee"]["Type"] == "CanonicalUser"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..protocol.errors import S3Error
-from ..protocol.xml import XmlChild, child_text, iso8601, local_name, parse_xml
+from ..protocol.xml import S3_NS, XML_DECLARATION, XmlChild, child_text, escape_text, iso8601, local_name, parse_xml
 from ..store import naming
 from .body import read_small_body
-from .context import S3Context
+from .context import XML_TYPE, S3Context
 from .listing import owner_items
 from .services import Services
 
@@ -54,12 +54,15 @@ async def get_bucket_location(services: Services, ctx: S3Context) -> web.Respons
 
 
 def _acl(ctx: S3Context) -> web.Response:
-    owner = owner_items(ctx.auth.access_key)
-    grant: list[XmlChild] = [
-        ("Grantee", [("ID", owner[0][1]), ("DisplayName", ctx.auth.access_key)]),
-        ("Permission", "FULL_CONTROL"),
-    ]
-    return ctx.xml("AccessControlPolicy", [("Owner", owner), ("AccessControlList", [("Grant", grant)])])
+    # Written by hand: the Grantee needs an xsi:type attribute (s3cmd reads it), which build() does not do.
+    owner_id, name = owner_items(ctx.auth.access_key)[0][1], escape_text(ctx.auth.access_key)
+    owner = f"<ID>{owner_id}</ID><DisplayName>{name}</DisplayName>"
+    body = (
+        f'{XML_DECLARATION}<AccessControlPolicy xmlns="{S3_NS}"><Owner>{owner}</Owner><AccessControlList>'
+        '<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
+        f"{owner}</Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>"
+    )
+    return web.Response(body=body.encode(), content_type=XML_TYPE, headers=ctx.base_headers())
 
 
 async def get_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
