@@ -27,6 +27,7 @@ from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
 from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
 from .settings import Settings
+from .store.janitor import Janitor
 from .store.multipart import MultipartStore
 from .store.nats_store import NatsStore
 
@@ -194,9 +195,16 @@ async def connect_nats(settings: Settings, servers: list[str], metrics: Metrics)
     return nc
 
 
-async def expire_uploads(multipart: MultipartStore, max_age: float) -> None:
-    """Abort abandoned multipart uploads now and then; every gateway sweeps, the work is idempotent."""
+ORPHAN_GRACE = timedelta(hours=1)
+
+
+async def housekeeping(multipart: MultipartStore, janitor: Janitor, max_age: float) -> None:
+    """Now and then: abort abandoned multipart uploads, then reclaim orphaned chunks.
+
+    Every gateway runs it at a random phase; the work is idempotent, so several gateways may overlap.
+    """
     interval = min(max(max_age / 2, 1.0), 3600.0)
+    sweeps = 0
     while True:
         await asyncio.sleep(interval * random.uniform(0.5, 1.0))
         try:
@@ -205,6 +213,14 @@ async def expire_uploads(multipart: MultipartStore, max_age: float) -> None:
                 log.info("expired multipart uploads", extra={"aborted": aborted})
         except Exception as exc:
             log.warning("multipart expiry sweep failed", extra={"error": repr(exc)})
+        sweeps += 1
+        # The orphan sweep reads every bucket's metadata: at most hourly, whatever the expiry interval.
+        if sweeps * interval >= 3600.0 or interval >= 3600.0:
+            sweeps = 0
+            try:
+                await janitor.sweep(ORPHAN_GRACE)
+            except Exception as exc:
+                log.warning("orphan chunk sweep failed", extra={"error": repr(exc)})
 
 
 async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Event | None = None) -> None:
@@ -264,7 +280,7 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        tasks.append(loop.create_task(expire_uploads(multipart, settings.multipart_expiry)))
+        tasks.append(loop.create_task(housekeeping(multipart, Janitor(store, multipart), settings.multipart_expiry)))
         tasks.append(loop.create_task(refresh_storage(metrics, _usage_reader(store, multipart))))
         await stop.wait()
         log.info("shutting down", extra={"grace_seconds": settings.shutdown_timeout})

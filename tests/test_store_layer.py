@@ -112,3 +112,34 @@ async def test_missing_bucket(store: NatsStore) -> None:
         await store.put_object("no-such-bucket-here", "k", pieces(b"x"), {})
     with pytest.raises(BucketNotFound):
         await store.head_object("no-such-bucket-here", "k")
+
+
+async def test_janitor_reclaims_only_orphaned_chunks(store: NatsStore, sbucket: str) -> None:
+    from datetime import timedelta
+
+    from nats_s3.store.janitor import Janitor
+    from nats_s3.store.multipart import MultipartStore
+
+    multipart = MultipartStore(store)
+    kept = await store.put_object(sbucket, "kept", pieces(os.urandom(3 * CHUNK)), {})
+    upload = await multipart.create(sbucket, "mp", {}, checksum_algorithm=None, checksum_type=None, owner="o")
+
+    async def no_checksum(_: BodyDigests) -> str | None:
+        return None
+
+    part = await multipart.upload_part(sbucket, "mp", upload.upload_id, 1, pieces(os.urandom(2 * CHUNK)), no_checksum)
+    # What a gateway that died mid-upload leaves: chunks on a subject nothing points at.
+    orphan = f"$O.{sbucket}.C.orphanedchunksubject00"
+    for _ in range(3):
+        await store.js.publish(orphan, os.urandom(1000))
+    janitor = Janitor(store, multipart)
+    assert await janitor.sweep_bucket(sbucket, timedelta(hours=1)) == 0  # too recent to judge
+    assert await janitor.sweep_bucket(sbucket, timedelta(0)) == 1
+    info = await store.js.stream_info(f"OBJ_{sbucket}", subjects_filter=f"$O.{sbucket}.C.>")
+    assert set((info.state.subjects or {}).keys()) == {
+        f"$O.{sbucket}.C.{kept.nuid}",
+        f"$O.{sbucket}.C.{part.nuid}",
+    }
+    head = await store.head_object(sbucket, "kept")
+    assert len(await collect(store.read_object(head))) == 3 * CHUNK
+    await multipart.abort(sbucket, "mp", upload.upload_id)

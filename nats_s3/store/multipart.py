@@ -90,7 +90,7 @@ def _upload_key(bucket: str, upload_id: str) -> str:
     return f"u.{naming.nats_bucket(bucket)}.{upload_id}"
 
 
-def _part_prefix(bucket: str, upload_id: str) -> str:
+def part_prefix(bucket: str, upload_id: str) -> str:
     return f"p.{naming.nats_bucket(bucket)}.{upload_id}."
 
 
@@ -149,7 +149,7 @@ class MultipartStore:
         if upload.completed_etag is not None:
             raise UploadNotFound(upload_id)
         nuid, written = await self.store.write_chunks(bucket, body)
-        part_key = f"{_part_prefix(bucket, upload_id)}{number:05d}"
+        part_key = f"{part_prefix(bucket, upload_id)}{number:05d}"
         try:
             checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
             part = PartRecord(
@@ -193,7 +193,7 @@ class MultipartStore:
         raise RecordConflict(part_key)
 
     async def list_parts(self, bucket: str, upload_id: str) -> list[PartRecord]:
-        records = await self.records.scan(_part_prefix(bucket, upload_id))
+        records = await self.records.scan(part_prefix(bucket, upload_id))
         parts = [PartRecord.model_validate_json(r.value) for r in records]
         parts.sort(key=lambda p: p.number)
         return parts
@@ -215,7 +215,7 @@ class MultipartStore:
         await self._drop_parts(bucket, upload_id, keep=set())
 
     async def _drop_parts(self, bucket: str, upload_id: str, keep: set[str]) -> None:
-        for record in await self.records.scan(_part_prefix(bucket, upload_id)):
+        for record in await self.records.scan(part_prefix(bucket, upload_id)):
             part = PartRecord.model_validate_json(record.value)
             if part.nuid not in keep:
                 await self.store.purge_chunks(bucket, part.nuid)
