@@ -213,6 +213,8 @@ async def housekeeping(multipart: MultipartStore, janitor: Janitor, max_age: flo
                 log.info("expired multipart uploads", extra={"aborted": aborted})
         except Exception as exc:
             log.warning("multipart expiry sweep failed", extra={"error": repr(exc)})
+        with contextlib.suppress(Exception):
+            await janitor.store.index.prune()
         sweeps += 1
         # The orphan sweep reads every bucket's metadata: at most hourly, whatever the expiry interval.
         if sweeps * interval >= 3600.0 or interval >= 3600.0:

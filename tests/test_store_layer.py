@@ -143,3 +143,17 @@ async def test_janitor_reclaims_only_orphaned_chunks(store: NatsStore, sbucket: 
     head = await store.head_object(sbucket, "kept")
     assert len(await collect(store.read_object(head))) == 3 * CHUNK
     await multipart.abort(sbucket, "mp", upload.upload_id)
+
+
+async def test_index_pruned_when_bucket_deleted_elsewhere(store: NatsStore, nats_url: str) -> None:
+    name = f"s-{uuid.uuid4().hex[:10]}"
+    await store.create_bucket(name)
+    await store.list_page(name, "", "", "", 10)
+    assert store.index.loaded(name) is not None
+    other = await nats.connect(nats_url)
+    try:
+        await other.jetstream().delete_stream(f"OBJ_{name}")
+    finally:
+        await other.close()
+    await store.index.prune()
+    assert store.index.loaded(name) is None

@@ -287,6 +287,16 @@ class ListIndex:
             with contextlib.suppress(Exception):
                 await index.sub.unsubscribe()
 
+    async def prune(self) -> None:
+        """Drop indexes unused for a while, and those of buckets deleted (perhaps through another gateway)."""
+        self._evict_idle()
+        for bucket in list(self._indexes):
+            stream = naming.stream_name(naming.nats_bucket(bucket))
+            with contextlib.suppress(StoreUnavailable):
+                resp = await js_request(self._nc, f"STREAM.INFO.{stream}")
+                if (resp.get("error") or {}).get("err_code") == ERR_STREAM_NOT_FOUND:
+                    await self.forget(bucket)
+
     def _evict_idle(self) -> None:
         now = time.monotonic()
         for bucket, index in list(self._indexes.items()):
