@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from nats_s3.embedded import find_nats_server, free_port
@@ -228,3 +228,57 @@ class GatewayProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def tool(name: str) -> str:
+    """A client the test setup installs (aws, rclone, s3cmd): the venv's own first."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is a test dependency installed by the test setup")
+    return found
+
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def aws_cli(endpoint: str, home: Path, timeout: float = 120) -> Runner:
+    """`aws --endpoint-url <endpoint> ...` with the test credentials and no user config; check=False to inspect."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(home / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
+    }
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [tool("aws"), "--endpoint-url", endpoint, *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"aws {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    return run
+
+
+def rclone_cli(endpoint: str, home: Path, extra_config: str = "", timeout: float = 120) -> Runner:
+    """rclone with a remote `gw:` pointing at the gateway (S3 backend, path style)."""
+    config = home / "rclone.conf"
+    config.write_text(
+        "[gw]\ntype = s3\nprovider = Other\n"
+        f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\n"
+        f"endpoint = {endpoint}\nforce_path_style = true\nregion = us-east-1\n" + extra_config
+    )
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [tool("rclone"), "--config", str(config), *args], capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"rclone {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    return run

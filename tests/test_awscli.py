@@ -3,50 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
-from .support import ACCESS_KEY, SECRET_KEY
-
-
-def aws_binary() -> str:
-    candidate = Path(sys.executable).parent / "aws"
-    found = str(candidate) if candidate.exists() else shutil.which("aws")
-    if not found:
-        raise RuntimeError("the AWS CLI is a test dependency (pip install awscli)")
-    return found
+from .support import Runner, aws_cli
 
 
 @pytest.fixture
-def aws(gateway, tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
-    }
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [aws_binary(), "--endpoint-url", gateway.endpoint, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"aws {' '.join(args)} failed: {proc.stderr}")
-        return proc
-
-    return run
+def aws(gateway, tmp_path: Path) -> Runner:  # type: ignore[no-untyped-def]
+    return aws_cli(gateway.endpoint, tmp_path)
 
 
 def test_readme_flow(aws, tmp_path: Path) -> None:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import unquote_plus
@@ -16,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from .conftest import make_client
 from .signing import signed_request
-from .support import ACCESS_KEY, SECRET_KEY, GatewayProcess
+from .support import ACCESS_KEY, GatewayProcess, aws_cli, rclone_cli
 
 KEYS = sorted(
     {
@@ -205,34 +201,11 @@ def test_read_your_writes_across_two_gateways(nats_url: str, credentials_file: P
         two.stop()
 
 
-def _tool(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if not found:
-        raise RuntimeError(f"{name} is a test dependency installed by the test setup")
-    return found
-
-
 def test_aws_cli_listing(gateway, listed_bucket: str, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "c"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "k"),
-    }
+    run = aws_cli(gateway.endpoint, tmp_path)
 
     def aws(*args: str) -> str:
-        proc = subprocess.run(
-            [_tool("aws"), "--endpoint-url", gateway.endpoint, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+        return str(run(*args).stdout)
 
     out = aws("s3", "ls", f"s3://{listed_bucket}", "--recursive")
     assert [line.split(None, 3)[3] for line in out.splitlines()] == KEYS
@@ -264,20 +237,10 @@ def test_aws_cli_listing(gateway, listed_bucket: str, tmp_path: Path) -> None:
 
 
 def test_rclone_lsf(gateway, listed_bucket: str, tmp_path: Path) -> None:
-    config = tmp_path / "rclone.conf"
-    config.write_text(
-        "[gw]\ntype = s3\nprovider = Other\n"
-        f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\n"
-        f"endpoint = {gateway.endpoint}\nforce_path_style = true\nregion = us-east-1\n"
-        "list_chunk = 3\n"
-    )
+    run = rclone_cli(gateway.endpoint, tmp_path, "list_chunk = 3\n")
 
     def rclone(*args: str) -> str:
-        proc = subprocess.run(
-            [_tool("rclone"), "--config", str(config), *args], capture_output=True, text=True, timeout=120
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+        return str(run(*args).stdout)
 
     # rclone pages with v1 markers (list_chunk = 3 forces many pages) and rebuilds directories itself.
     files = rclone("lsf", "-R", "--files-only", f"gw:{listed_bucket}").splitlines()

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ from nats_s3.store import naming
 
 from .conftest import make_client
 from .signing import signed_request
-from .support import GatewayProcess, write_credentials
+from .support import GatewayProcess, aws_cli, rclone_cli, write_credentials
 
 MiB = 1024 * 1024
 
@@ -350,17 +349,7 @@ def test_abandoned_uploads_expire(nats_url: str, tmp_path: Path) -> None:
 
 
 def test_aws_cli_multipart_cp(gateway, tmp_path: Path) -> None:
-    from .support import ACCESS_KEY, SECRET_KEY
-    from .test_awscli import aws_binary
-
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "c"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "k"),
-    }
+    aws = aws_cli(gateway.endpoint, tmp_path, timeout=600)
     size = int(os.environ.get("NATS_S3_TEST_CLI_MIB", "1024")) * MiB
     src = tmp_path / "big.bin"
     block = os.urandom(MiB)
@@ -368,16 +357,6 @@ def test_aws_cli_multipart_cp(gateway, tmp_path: Path) -> None:
         for _ in range(size // MiB):
             out.write(block[:-1] + os.urandom(1))
     name = f"cli-mp-{uuid.uuid4().hex[:8]}"
-
-    def aws(*args: str) -> None:
-        proc = subprocess.run(
-            [aws_binary(), "--endpoint-url", gateway.endpoint, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr
 
     aws("s3", "mb", f"s3://{name}")
     aws("s3", "cp", str(src), f"s3://{name}/big.bin")
@@ -395,15 +374,8 @@ def test_aws_cli_multipart_cp(gateway, tmp_path: Path) -> None:
 
 
 def test_rclone_copy_large_file(gateway, s3, bucket: str, tmp_path: Path) -> None:
-    from .support import ACCESS_KEY, SECRET_KEY
-    from .test_listing import _tool
-
-    config = tmp_path / "rclone.conf"
-    config.write_text(
-        "[gw]\ntype = s3\nprovider = Other\n"
-        f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\n"
-        f"endpoint = {gateway.endpoint}\nforce_path_style = true\nregion = us-east-1\n"
-        "chunk_size = 16Mi\nupload_cutoff = 16Mi\nupload_concurrency = 4\n"
+    rclone = rclone_cli(
+        gateway.endpoint, tmp_path, "chunk_size = 16Mi\nupload_cutoff = 16Mi\nupload_concurrency = 4\n", timeout=600
     )
     src_dir = tmp_path / "src"
     src_dir.mkdir()
@@ -413,13 +385,6 @@ def test_rclone_copy_large_file(gateway, s3, bucket: str, tmp_path: Path) -> Non
         block = os.urandom(MiB)
         for i in range(size // MiB):
             out.write(block[:-4] + i.to_bytes(4, "big"))
-
-    def rclone(*args: str) -> str:
-        proc = subprocess.run(
-            [_tool("rclone"), "--config", str(config), *args], capture_output=True, text=True, timeout=600
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
 
     rclone("copy", str(src_dir), f"gw:{bucket}/up")
     head = s3.head_object(Bucket=bucket, Key="up/video.bin")
