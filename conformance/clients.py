@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +17,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from minio import Minio
+
+from tests.support import tool
 
 MiB = 1024 * 1024
 
@@ -38,15 +38,6 @@ class Endpoint:
     def host_port(self) -> str:
         parts = urlsplit(self.url)
         return parts.netloc or parts.path
-
-
-def tool(name: str) -> str:
-    """A client command installed by the test extras: next to this interpreter first (the venv), then PATH."""
-    candidate = Path(sys.executable).parent / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if not found:
-        raise RuntimeError(f"{name} is not installed: pip install -e '.[test]' brings every conformance client")
-    return found
 
 
 def sha256(data: bytes) -> str:
@@ -305,3 +296,23 @@ LIST = ("ListObjects", "ListObjectsV2")
 
 # More keys than one 1000-key page: for clients (s3cmd, minio-py) that cannot ask for smaller pages.
 THOUSAND_KEYS = [f"k/{i:05d}" for i in range(1003)]
+
+
+def make_sync_tree(root: Path) -> Path:
+    """The local tree every sync cell starts from: a.txt and sub/b.txt."""
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("a1")
+    (root / "sub" / "b.txt").write_text("b1")
+    return root
+
+
+def change_sync_tree(root: Path) -> None:
+    """One changed, one removed and one new file: what the second sync must carry over."""
+    (root / "a.txt").write_text("a2 is longer")
+    (root / "sub" / "b.txt").unlink()
+    (root / "c.txt").write_text("c1")
+
+
+def assert_synced(probe: Any, bucket: str) -> None:
+    listed = probe.list_objects_v2(Bucket=bucket, Prefix="tree/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == ["tree/a.txt", "tree/c.txt"]

@@ -233,22 +233,22 @@ def bucket(new_bucket: Callable[..., str]) -> str:
     return new_bucket()
 
 
-@pytest.fixture(scope="session")
-def listing_bucket(probe: Any) -> Iterator[str]:
-    name = f"c-listing-{uuid.uuid4().hex[:8]}"
+def _filled_bucket(probe: Any, prefix: str, keys: Any) -> Iterator[str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     probe.create_bucket(Bucket=name)
-    put_many(probe, name, LISTING_KEYS)
+    put_many(probe, name, keys)
     yield name
     empty_and_delete(probe, name)
+
+
+@pytest.fixture(scope="session")
+def listing_bucket(probe: Any) -> Iterator[str]:
+    yield from _filled_bucket(probe, "c-listing", LISTING_KEYS)
 
 
 @pytest.fixture(scope="session")
 def thousand_bucket(probe: Any) -> Iterator[str]:
-    name = f"c-thousand-{uuid.uuid4().hex[:8]}"
-    probe.create_bucket(Bucket=name)
-    put_many(probe, name, THOUSAND_KEYS)
-    yield name
-    empty_and_delete(probe, name)
+    yield from _filled_bucket(probe, "c-thousand", THOUSAND_KEYS)
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,11 @@ from .clients import (
     Cli,
     Endpoint,
     Wire,
+    assert_synced,
     aws_cli,
+    change_sync_tree,
     expected_listing,
+    make_sync_tree,
     md5_etag,
     not_supported,
     sha256,
@@ -212,18 +215,12 @@ def test_presigned_put() -> None:
 
 @cell("sync")
 def test_sync(aws: Cli, bucket: str, tmp_path: Path, probe: Any) -> None:
-    local = tmp_path / "tree"
-    (local / "sub").mkdir(parents=True)
-    (local / "a.txt").write_text("a1")
-    (local / "sub" / "b.txt").write_text("b1")
+    local = make_sync_tree(tmp_path / "tree")
     aws("s3", "sync", local, f"s3://{bucket}/tree/")
-    (local / "a.txt").write_text("a2 is longer")
-    (local / "sub" / "b.txt").unlink()
-    (local / "c.txt").write_text("c1")
+    change_sync_tree(local)
     out = aws("s3", "sync", local, f"s3://{bucket}/tree/", "--delete").stdout
     assert "delete: s3://" in out
-    listed = probe.list_objects_v2(Bucket=bucket, Prefix="tree/")["Contents"]
-    assert sorted(o["Key"] for o in listed) == ["tree/a.txt", "tree/c.txt"]
+    assert_synced(probe, bucket)
     back = tmp_path / "back"
     aws("s3", "sync", f"s3://{bucket}/tree/", back)
     assert (back / "a.txt").read_text() == "a2 is longer" and (back / "c.txt").read_text() == "c1"

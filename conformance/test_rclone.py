@@ -16,7 +16,10 @@ from .clients import (
     Cli,
     Endpoint,
     Wire,
+    assert_synced,
+    change_sync_tree,
     expected_listing,
+    make_sync_tree,
     md5_etag,
     not_supported,
     rclone,
@@ -175,18 +178,12 @@ def test_presigned_put() -> None:
 
 @cell("sync")
 def test_sync(rc: Cli, bucket: str, tmp_path: Path, probe: Any) -> None:
-    local = tmp_path / "tree"
-    (local / "sub").mkdir(parents=True)
-    (local / "a.txt").write_text("a1")
-    (local / "sub" / "b.txt").write_text("b1")
+    local = make_sync_tree(tmp_path / "tree")
     rc("sync", local, f"gw:{bucket}/tree")
-    (local / "a.txt").write_text("a2 is longer")
-    (local / "sub" / "b.txt").unlink()
-    (local / "c.txt").write_text("c1")
+    change_sync_tree(local)
     rc("sync", local, f"gw:{bucket}/tree")
     rc("check", local, f"gw:{bucket}/tree")
-    listed = probe.list_objects_v2(Bucket=bucket, Prefix="tree/")["Contents"]
-    assert sorted(o["Key"] for o in listed) == ["tree/a.txt", "tree/c.txt"]
+    assert_synced(probe, bucket)
     back = tmp_path / "back"
     rc("sync", f"gw:{bucket}/tree", back)
     assert (back / "a.txt").read_text() == "a2 is longer"

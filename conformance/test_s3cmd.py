@@ -15,7 +15,10 @@ from .clients import (
     Cli,
     Endpoint,
     Wire,
+    assert_synced,
+    change_sync_tree,
     expected_listing,
+    make_sync_tree,
     not_supported,
     s3cmd,
     sha256,
@@ -176,17 +179,11 @@ def test_presigned_put() -> None:
 
 @cell("sync")
 def test_sync(sc: Cli, bucket: str, tmp_path: Path, probe: Any) -> None:
-    local = tmp_path / "tree"
-    (local / "sub").mkdir(parents=True)
-    (local / "a.txt").write_text("a1")
-    (local / "sub" / "b.txt").write_text("b1")
+    local = make_sync_tree(tmp_path / "tree")
     sc("sync", f"{local}/", f"s3://{bucket}/tree/")
-    (local / "a.txt").write_text("a2 is longer")
-    (local / "sub" / "b.txt").unlink()
-    (local / "c.txt").write_text("c1")
+    change_sync_tree(local)
     sc("sync", "--delete-removed", f"{local}/", f"s3://{bucket}/tree/")
-    listed_keys = probe.list_objects_v2(Bucket=bucket, Prefix="tree/")["Contents"]
-    assert sorted(o["Key"] for o in listed_keys) == ["tree/a.txt", "tree/c.txt"]
+    assert_synced(probe, bucket)
     back = tmp_path / "back"
     back.mkdir()
     sc("sync", f"s3://{bucket}/tree/", f"{back}/")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -177,3 +178,14 @@ async def read_small_body(request: web.Request, limit: int) -> bytes:
     if declared is not None and size != declared:
         raise S3Error("IncompleteBody")
     return b"".join(parts)
+
+
+async def copy_source(
+    source: AsyncGenerator[bytes, None], hasher: checksums.ChecksumHasher | None
+) -> AsyncIterator[bytes]:
+    """A stored object's bytes as the body of a copy, checksummed on the way when the target keeps one."""
+    async with contextlib.aclosing(source) as stream:
+        async for piece in stream:
+            if hasher is not None:
+                hasher.update(piece)
+            yield piece

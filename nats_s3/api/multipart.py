@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from aiohttp import web
@@ -16,7 +14,7 @@ from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, 
 from ..store import errors as store_errors
 from ..store.models import BodyDigests, Checksum
 from ..store.multipart import MAX_PART_NUMBER, PartRecord, UploadRecord
-from .body import UploadBody, read_small_body
+from .body import UploadBody, copy_source, read_small_body
 from .context import S3Context
 from .listing import owner_items
 from .objects import check_key, parse_copy_source
@@ -134,19 +132,19 @@ async def _upload_part_copy(services: Services, ctx: S3Context, number: int, upl
         start, end = _copy_range(raw_range, source.size)
     hasher = checksums.new_hasher(upload.checksum_algorithm) if upload.checksum_algorithm else None
 
-    async def pieces() -> AsyncIterator[bytes]:
-        async with contextlib.aclosing(services.store.read_object(source, start, end)) as stream:
-            async for piece in stream:
-                if hasher is not None:
-                    hasher.update(piece)
-                yield piece
-
     async def before_commit(digests: BodyDigests) -> str | None:
         if digests.size != end - start + 1:
             raise store_errors.CorruptObject("copy source changed while copying")
         return hasher.b64digest() if hasher is not None else None
 
-    part = await services.multipart.upload_part(ctx.bucket, ctx.key, upload.upload_id, number, pieces(), before_commit)
+    part = await services.multipart.upload_part(
+        ctx.bucket,
+        ctx.key,
+        upload.upload_id,
+        number,
+        copy_source(services.store.read_object(source, start, end), hasher),
+        before_commit,
+    )
     items: list[XmlChild] = [("ETag", f'"{part.etag}"'), ("LastModified", part.last_modified[:23] + "Z")]
     items += _checksum_items(upload.checksum_algorithm, part.checksum)
     return ctx.xml("CopyPartResult", items)

@@ -34,7 +34,7 @@ from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, 
 from ..store import errors as store_errors
 from ..store import naming
 from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
-from .body import UploadBody, read_small_body
+from .body import UploadBody, copy_source, read_small_body
 from .context import S3Context
 from .services import Services
 
@@ -286,13 +286,6 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
     algorithm = (ctx.headers.get("x-amz-checksum-algorithm") or (source.checksum or ("", ""))[0]).upper() or None
     hasher = checksums.new_hasher(algorithm) if algorithm else None
 
-    async def hashed() -> AsyncIterator[bytes]:
-        async with contextlib.aclosing(services.store.read_object(source)) as stream:
-            async for piece in stream:
-                if hasher is not None:
-                    hasher.update(piece)
-                yield piece
-
     async def before_commit(digests: BodyDigests) -> Checksum | None:
         if digests.size != source.size:
             raise store_errors.CorruptObject("copy source changed size while copying")
@@ -304,7 +297,12 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
         return (algorithm, value)
 
     info = await services.store.put_object(
-        ctx.bucket, ctx.key, hashed(), meta, before_commit=before_commit, condition=write_condition(ctx)
+        ctx.bucket,
+        ctx.key,
+        copy_source(services.store.read_object(source), hasher),
+        meta,
+        before_commit=before_commit,
+        condition=write_condition(ctx),
     )
     items: list[XmlChild] = [("LastModified", iso8601(info.last_modified)), ("ETag", f'"{info.etag}"')]
     if info.checksum is not None:

@@ -244,25 +244,8 @@ class SigV4Verifier:
                 },
             )
         self._check_signed_headers(req, signed_headers, malformed_code="AuthorizationHeaderMalformed")
-        key = self._signing_key(cred)
-        self._check_signature(
-            req,
-            cred=cred,
-            key=key,
-            amz_date=amz_date,
-            signed_headers=signed_headers,
-            payload_hash=content_sha.strip(),
-            signature=signature,
-            exclude_query=None,
-        )
-        return AuthResult(
-            access_key=cred.access_key,
-            payload_hash=payload_hash,
-            presigned=False,
-            amz_date=amz_date,
-            scope=cred.scope,
-            signing_key=key,
-            signature=signature,
+        return self._signed_by(
+            req, cred, amz_date, signed_headers, content_sha.strip(), payload_hash, signature, presigned=False
         )
 
     def _parse_authorization(self, value: str) -> tuple[_Credential, list[str], str]:
@@ -417,8 +400,26 @@ class SigV4Verifier:
         payload_hash = _validate_payload_hash(signed_payload)
 
         self._check_signed_headers(req, signed_headers, malformed_code="AuthorizationQueryParametersError")
+        return self._signed_by(
+            req, cred, amz_date, signed_headers, signed_payload, payload_hash, params[Q_SIGNATURE], presigned=True
+        )
+
+    # -- shared -----------------------------------------------------------------------------------
+
+    def _signed_by(
+        self,
+        req: SignedRequest,
+        cred: _Credential,
+        amz_date: str,
+        signed_headers: list[str],
+        signed_payload: str,
+        payload_hash: str,
+        signature: str,
+        *,
+        presigned: bool,
+    ) -> AuthResult:
+        """Check the signature (header or query form) and describe who signed what."""
         key = self._signing_key(cred)
-        signature = params[Q_SIGNATURE]
         self._check_signature(
             req,
             cred=cred,
@@ -427,19 +428,17 @@ class SigV4Verifier:
             signed_headers=signed_headers,
             payload_hash=signed_payload,
             signature=signature,
-            exclude_query=Q_SIGNATURE,
+            exclude_query=Q_SIGNATURE if presigned else None,
         )
         return AuthResult(
             access_key=cred.access_key,
             payload_hash=payload_hash,
-            presigned=True,
+            presigned=presigned,
             amz_date=amz_date,
             scope=cred.scope,
             signing_key=key,
             signature=signature,
         )
-
-    # -- shared -----------------------------------------------------------------------------------
 
     def _check_signed_headers(self, req: SignedRequest, signed: list[str], *, malformed_code: str) -> None:
         if "host" not in signed:
