@@ -292,8 +292,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                if run.cells.get((c, o), Cell("", "")).status not in matrix.STATUSES]  # fmt: skip
     if missing:
         run.not_written = f"{len(missing)} of {len(matrix.CLIENTS) * len(matrix.OPERATIONS)} cells have no result"
-    elif os.environ.get("CONFORMANCE_NO_WRITE"):
-        run.not_written = "CONFORMANCE_NO_WRITE is set"
+    elif not os.environ.get("CONFORMANCE_WRITE"):
+        # The test command must leave the tree as it found it: the committed matrix is refreshed on request.
+        run.not_written = "set CONFORMANCE_WRITE=1 to refresh it"
     else:
         _write_matrix(session.config, run)
 
