@@ -107,6 +107,20 @@ FLAGS = (
         "duration",
     ),
     Flag(
+        "gc.grace",
+        "gc_grace",
+        "NATS_S3_GC_GRACE",
+        "free orphaned chunks (overwritten, deleted, aborted, failed writes) this long after (default 1h)",
+        "duration",
+    ),
+    Flag(
+        "gc.interval",
+        "gc_interval",
+        "NATS_S3_GC_INTERVAL",
+        "how often the collector looks for chunks to free (default 1m)",
+        "duration",
+    ),
+    Flag(
         "shutdown-timeout",
         "shutdown_timeout",
         "NATS_S3_SHUTDOWN_TIMEOUT",

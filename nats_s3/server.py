@@ -9,7 +9,6 @@ import random
 import signal
 import ssl
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import cast
 
 from aiohttp import web
@@ -27,7 +26,8 @@ from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
 from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
 from .settings import Settings
-from .store.janitor import Janitor
+from .store.collector import Collector
+from .store.lease import Lease
 from .store.multipart import MultipartStore
 from .store.nats_store import NatsStore
 
@@ -195,34 +195,16 @@ async def connect_nats(settings: Settings, servers: list[str], metrics: Metrics)
     return nc
 
 
-ORPHAN_GRACE = timedelta(hours=1)
+INDEX_PRUNE_INTERVAL = 60.0
+COLLECTOR_LEASE_TTL = 30.0
 
 
-async def housekeeping(multipart: MultipartStore, janitor: Janitor, max_age: float) -> None:
-    """Now and then: abort abandoned multipart uploads, then reclaim orphaned chunks.
-
-    Every gateway runs it at a random phase; the work is idempotent, so several gateways may overlap.
-    """
-    interval = min(max(max_age / 2, 1.0), 3600.0)
-    sweeps = 0
+async def prune_indexes(store: NatsStore) -> None:
+    """Now and then, drop listing indexes this gateway no longer needs (idle, or of deleted buckets)."""
     while True:
-        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
-        try:
-            aborted = await multipart.expire(timedelta(seconds=max_age))
-            if aborted:
-                log.info("expired multipart uploads", extra={"aborted": aborted})
-        except Exception as exc:
-            log.warning("multipart expiry sweep failed", extra={"error": repr(exc)})
+        await asyncio.sleep(INDEX_PRUNE_INTERVAL * random.uniform(0.5, 1.0))
         with contextlib.suppress(Exception):
-            await janitor.store.index.prune()
-        sweeps += 1
-        # The orphan sweep reads every bucket's metadata: at most hourly, whatever the expiry interval.
-        if sweeps * interval >= 3600.0 or interval >= 3600.0:
-            sweeps = 0
-            try:
-                await janitor.sweep(ORPHAN_GRACE)
-            except Exception as exc:
-                log.warning("orphan chunk sweep failed", extra={"error": repr(exc)})
+            await store.index.prune()
 
 
 async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Event | None = None) -> None:
@@ -245,8 +227,16 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
     try:
         nc = await connect_nats(settings, servers, metrics)
         store = NatsStore(nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size)
+        await store.start()
         multipart = MultipartStore(store)
-        await multipart.records.ensure()
+        collector = Collector(
+            store,
+            multipart,
+            Lease(store.configs.records, "collector", COLLECTOR_LEASE_TTL),
+            grace=settings.gc_grace,
+            multipart_expiry=settings.multipart_expiry,
+        )
+        metrics.watch_collector(collector.stats)
         services = Services(store=store, verifier=SigV4Verifier(secrets), settings=settings, multipart=multipart)
         app = create_app(services, metrics, serve_metrics=settings.metrics_listen is None)
         runner = web.AppRunner(
@@ -282,13 +272,17 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        tasks.append(loop.create_task(housekeeping(multipart, Janitor(store, multipart), settings.multipart_expiry)))
+        tasks.append(loop.create_task(collector.run(settings.gc_interval)))
+        tasks.append(loop.create_task(prune_indexes(store)))
         tasks.append(loop.create_task(refresh_storage(metrics, _usage_reader(store, multipart))))
         await stop.wait()
         log.info("shutting down", extra={"grace_seconds": settings.shutdown_timeout})
     finally:
         for task in tasks:
             task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, DRAIN_TIMEOUT)
         for runner in runners:
             # Closes the listeners first, then waits for in-flight requests up to shutdown_timeout.
             await runner.cleanup()

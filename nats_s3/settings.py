@@ -28,6 +28,10 @@ class Settings(BaseModel):
     http_read_header_timeout: float = Field(default=30.0, ge=0)
     data_dir: Path = Path("./data")
     multipart_expiry: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Chunks a request orphaned are freed by the collector once this long has passed (reads in flight
+    # of an overwritten or deleted version finish within it), checked every gc_interval.
+    gc_grace: float = Field(default=3600.0, ge=0)
+    gc_interval: float = Field(default=60.0, gt=0)
     shutdown_timeout: float = Field(default=30.0, ge=0)
     metrics_listen: str | None = None  # a separate HOST:PORT for /metrics; default: the S3 port
     metrics_token: str | None = None  # bearer token required on /metrics when set

@@ -54,7 +54,12 @@ def bucket(s3) -> Iterator[str]:  # type: ignore[no-untyped-def]
     name = f"t-{uuid.uuid4().hex[:12]}.b"
     s3.create_bucket(Bucket=name)
     yield name
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=name).get("Contents", [])]
-    for key in keys:
-        s3.delete_object(Bucket=name, Key=key)
+    empty_bucket(s3, name)
     s3.delete_bucket(Bucket=name)
+
+
+def empty_bucket(s3, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Delete every version and delete marker (a bucket is empty only without either)."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"])

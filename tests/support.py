@@ -15,10 +15,15 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from nats_s3.embedded import find_nats_server, free_port
 
 ACCESS_KEY = "test-access-key"
+# The collector frees what requests orphan after this grace period: seconds in tests, so the suite
+# runs with it collecting under every test (the default is an hour).
+GC_ARGS = ["--gc.grace", "2s", "--gc.interval", "0.5s"]
+T = TypeVar("T")
 SECRET_KEY = "test-secret-key-0123456789"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -188,7 +193,8 @@ class GatewayProcess:
             self.args += ["--natsServers", nats_url]
         if data_dir is not None:
             self.args += ["--data-dir", str(data_dir)]
-        self.args += extra or []
+        extra = extra or []
+        self.args += [a for a in GC_ARGS if not any(e.startswith("--gc.") for e in extra)] + extra
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="nats-s3-gw-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -282,3 +288,13 @@ def rclone_cli(endpoint: str, home: Path, extra_config: str = "", timeout: float
         return proc
 
     return run
+
+
+def eventually(value: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 30.0, step: float = 0.25) -> T:
+    """Poll `value()` until `accept` holds (the collector works in the background); the last value if not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = value()
+        if accept(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(step)

@@ -16,6 +16,7 @@ import requests
 from nats_s3.store import naming
 
 from .signing import sign, signed_request
+from .support import eventually
 
 
 def live_chunk_subjects(nats_url: str, bucket: str) -> tuple[set[str], set[str]]:
@@ -74,11 +75,7 @@ def test_truncated_body_keeps_previous_version(gateway, s3, bucket: str, nats_ur
     host = urlsplit(gateway.endpoint).netloc
     raw(gateway.endpoint, request_bytes("PUT", f"/{bucket}/keep", headers, body[:700_000], host))
     assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"previous version"
-    for _ in range(50):
-        present, referenced = live_chunk_subjects(nats_url, bucket)
-        if present == referenced:
-            break
-        asyncio.run(asyncio.sleep(0.1))
+    present, referenced = eventually(lambda: live_chunk_subjects(nats_url, bucket), lambda pr: pr[0] == pr[1])
     assert present == referenced
 
 
@@ -90,7 +87,7 @@ def test_unsigned_payload_truncated(gateway, s3, bucket: str, nats_url: str) -> 
     raw(gateway.endpoint, request_bytes("PUT", f"/{bucket}/cut", headers, b"x" * 1000, host))
     with pytest.raises(s3.exceptions.ClientError):
         s3.head_object(Bucket=bucket, Key="cut")
-    present, referenced = live_chunk_subjects(nats_url, bucket)
+    present, referenced = eventually(lambda: live_chunk_subjects(nats_url, bucket), lambda pr: pr[0] == pr[1])
     assert present == referenced
 
 

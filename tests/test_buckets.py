@@ -109,9 +109,7 @@ def test_list_objects_xml_dates(gateway, bucket: str, s3) -> None:
     assert re.search(r"<CreationDate>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z</CreationDate>", text)
 
 
-def test_read_only_versioning_and_acl_answers(s3, bucket: str, gateway) -> None:
-    versioning = s3.get_bucket_versioning(Bucket=bucket)
-    assert "Status" not in versioning  # never enabled
+def test_read_only_acl_answers(s3, bucket: str, gateway) -> None:
     acl = s3.get_bucket_acl(Bucket=bucket)
     assert acl["Owner"]["DisplayName"] and acl["Grants"][0]["Permission"] == "FULL_CONTROL"
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
@@ -119,9 +117,6 @@ def test_read_only_versioning_and_acl_answers(s3, bucket: str, gateway) -> None:
     with pytest.raises(ClientError) as err:
         s3.get_object_acl(Bucket=bucket, Key="missing")
     assert code(err.value) == "NoSuchKey"
-    with pytest.raises(ClientError) as err:
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    assert code(err.value) == "NotImplemented"
     r = signed_request("PUT", f"{gateway.endpoint}/{bucket}/k?acl", body=b"<AccessControlPolicy/>")
     assert r.status_code == 501
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from nats_s3.store.list_index import BucketIndex, _successor
+from nats_s3.store.list_index import BucketIndex, _entry, _successor
 
 
 def model(keys: list[str], prefix: str, delimiter: str, after: str, max_keys: int) -> tuple[list[str], list[str], bool]:
@@ -31,7 +31,8 @@ def model(keys: list[str], prefix: str, delimiter: str, after: str, max_keys: in
 def build(keys: list[str]) -> BucketIndex:
     index = BucketIndex("b")
     for key in keys:
-        index._upsert(key, {"size": len(key), "metadata": {"s3-etag": "e"}, "mtime": "2026-11-23T10:00:00Z"})
+        doc = {"size": len(key), "metadata": {"s3-etag": "e"}, "mtime": "2026-11-23T10:00:00Z"}
+        index._upsert(key, _entry(doc, doc["metadata"]))
     return index
 
 

@@ -19,7 +19,7 @@ from nats_s3.store import naming
 
 from .conftest import make_client
 from .signing import signed_request
-from .support import GatewayProcess, aws_cli, rclone_cli, write_credentials
+from .support import GatewayProcess, aws_cli, eventually, rclone_cli, write_credentials
 
 MiB = 1024 * 1024
 
@@ -102,7 +102,7 @@ def test_reupload_part_replaces_and_frees(s3, bucket: str, nats_url: str) -> Non
     etag = s3.upload_part(Bucket=bucket, Key="re", UploadId=upload_id, PartNumber=1, Body=final)["ETag"]
     parts = s3.list_parts(Bucket=bucket, Key="re", UploadId=upload_id)["Parts"]
     assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in parts] == [(1, etag, MiB)]
-    assert stream_bytes(nats_url, bucket) < 1.2 * MiB
+    assert eventually(lambda: stream_bytes(nats_url, bucket), lambda b: b < 1.2 * MiB) < 1.2 * MiB
     s3.complete_multipart_upload(
         Bucket=bucket, Key="re", UploadId=upload_id, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]}
     )
@@ -162,17 +162,17 @@ def test_abort_frees_bytes_and_overwrite_reclaims(s3, bucket: str, nats_url: str
         s3.upload_part(Bucket=bucket, Key="a", UploadId=upload_id, PartNumber=number, Body=os.urandom(2 * MiB))
     assert stream_bytes(nats_url, bucket) > 4 * MiB
     s3.abort_multipart_upload(Bucket=bucket, Key="a", UploadId=upload_id)
-    assert stream_bytes(nats_url, bucket) < 64 * 1024
+    assert eventually(lambda: stream_bytes(nats_url, bucket), lambda b: b < 64 * 1024) < 64 * 1024
     with pytest.raises(ClientError) as err:
         s3.list_parts(Bucket=bucket, Key="a", UploadId=upload_id)
     assert code(err.value) == "NoSuchUpload"
     upload(s3, bucket, "big", [os.urandom(5 * MiB), os.urandom(3 * MiB)])
     assert stream_bytes(nats_url, bucket) > 8 * MiB
     s3.put_object(Bucket=bucket, Key="big", Body=b"small now")
-    assert stream_bytes(nats_url, bucket) < 64 * 1024
+    assert eventually(lambda: stream_bytes(nats_url, bucket), lambda b: b < 64 * 1024) < 64 * 1024
     upload(s3, bucket, "big", [os.urandom(5 * MiB), os.urandom(1 * MiB)])
     s3.delete_object(Bucket=bucket, Key="big")
-    assert stream_bytes(nats_url, bucket) < 64 * 1024
+    assert eventually(lambda: stream_bytes(nats_url, bucket), lambda b: b < 64 * 1024) < 64 * 1024
 
 
 def test_list_parts_paging(s3, bucket: str) -> None:
@@ -342,7 +342,7 @@ def test_abandoned_uploads_expire(nats_url: str, tmp_path: Path) -> None:
         while time.monotonic() < deadline and c.list_multipart_uploads(Bucket=name).get("Uploads"):
             time.sleep(0.5)
         assert not c.list_multipart_uploads(Bucket=name).get("Uploads")
-        assert stream_bytes(nats_url, name) < 64 * 1024
+        assert eventually(lambda: stream_bytes(nats_url, name), lambda b: b < 64 * 1024) < 64 * 1024
         c.delete_bucket(Bucket=name)
     finally:
         gw.stop()

@@ -23,7 +23,7 @@ from nats_s3.store import naming
 
 from .conftest import make_client
 from .signing import sign
-from .support import SECRET_KEY, GatewayProcess, write_credentials
+from .support import SECRET_KEY, GatewayProcess, eventually, write_credentials
 
 
 def metric_value(text: str, name: str, **labels: str) -> float | None:
@@ -210,7 +210,8 @@ def test_sigterm_past_the_grace_leaves_nothing_behind(nats_url: str, tmp_path: P
         gw.stop()
     with pytest.raises(s3.exceptions.ClientError):
         s3.head_object(Bucket=bucket, Key="abandoned")
-    assert _stream_state(nats_url, bucket) == (0, 0)  # no chunk of the cut upload is left
+    # No chunk of the cut upload is left once the collector's grace has passed.
+    assert eventually(lambda: _stream_state(nats_url, bucket), lambda state: state == (0, 0)) == (0, 0)
     s3.delete_bucket(Bucket=bucket)
 
 

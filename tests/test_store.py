@@ -16,7 +16,7 @@ import pytest
 from nats_s3.store import naming
 
 from .conftest import make_client
-from .support import GatewayProcess
+from .support import GatewayProcess, eventually
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -124,8 +124,8 @@ def test_concurrent_overwrites_leave_one_version(s3, bucket: str, nats_url: str)
         info = await js.stream_info(naming.stream_name(nb), subjects_filter=naming.chunk_wildcard(nb))
         return info.state.subjects or {}
 
-    subjects = run(_with_js(nats_url, chunk_subjects))
-    assert len(subjects) == 1  # only the surviving version's chunks remain
+    subjects = eventually(lambda: run(_with_js(nats_url, chunk_subjects)), lambda found: len(found) == 1)
+    assert len(subjects) == 1  # only the surviving version's chunks remain, once the collector has been
 
 
 def test_delete_frees_chunks(s3, bucket: str, nats_url: str) -> None:
@@ -136,7 +136,7 @@ def test_delete_frees_chunks(s3, bucket: str, nats_url: str) -> None:
         info = await js.stream_info(naming.stream_name(naming.nats_bucket(bucket)))
         return info.state.bytes
 
-    assert run(_with_js(nats_url, state)) < 10_000  # only the delete marker
+    assert eventually(lambda: run(_with_js(nats_url, state)), lambda size: size == 0) == 0  # nothing, after the grace
 
 
 def test_restart_keeps_everything(nats_url: str, credentials_file: Path) -> None:

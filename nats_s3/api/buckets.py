@@ -73,8 +73,3 @@ async def get_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
 async def get_object_acl(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_object(ctx.bucket, ctx.key)
     return _acl(ctx)
-
-
-async def get_bucket_versioning(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    return ctx.xml("VersioningConfiguration", [])

@@ -7,16 +7,18 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from ..observability.metrics import Metrics
 from ..protocol.errors import S3Error
+from ..protocol.headers import http_date
 from ..protocol.routing import resolve, split_path
 from ..protocol.sigv4 import AuthResult
 from ..store import errors as store_errors
-from . import buckets, listing, multipart, objects
+from . import buckets, listing, multipart, objects, versions
 from .context import (
     S3Context,
     error_response,
@@ -46,7 +48,9 @@ HANDLERS: dict[str, Handler] = {
     "HeadBucket": buckets.head_bucket,
     "DeleteBucket": buckets.delete_bucket,
     "GetBucketLocation": buckets.get_bucket_location,
-    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "GetBucketVersioning": versions.get_bucket_versioning,
+    "PutBucketVersioning": versions.put_bucket_versioning,
+    "ListObjectVersions": versions.list_object_versions,
     "GetBucketAcl": buckets.get_bucket_acl,
     "GetObjectAcl": buckets.get_object_acl,
     "ListObjects": _list_v1,
@@ -68,7 +72,9 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def store_error_to_s3(exc: store_errors.StoreError, ctx_bucket: str | None, key: str | None) -> S3Error:
+def store_error_to_s3(
+    exc: store_errors.StoreError, ctx_bucket: str | None, key: str | None, method: str = "GET"
+) -> S3Error:
     if isinstance(exc, store_errors.BucketNotFound):
         return S3Error("NoSuchBucket", extra={"BucketName": ctx_bucket or ""})
     if isinstance(exc, store_errors.ObjectNotFound):
@@ -77,6 +83,20 @@ def store_error_to_s3(exc: store_errors.StoreError, ctx_bucket: str | None, key:
         return S3Error("BucketAlreadyOwnedByYou", extra={"BucketName": ctx_bucket or ""})
     if isinstance(exc, store_errors.BucketNotEmpty):
         return S3Error("BucketNotEmpty", extra={"BucketName": ctx_bucket or ""})
+    if isinstance(exc, store_errors.LatestIsDeleteMarker):
+        return S3Error(
+            "NoSuchKey", extra={"Key": key or ""},
+            headers={"x-amz-delete-marker": "true", "x-amz-version-id": exc.version_id},
+        )  # fmt: skip
+    if isinstance(exc, store_errors.VersionIsDeleteMarker):
+        headers = {"x-amz-delete-marker": "true", "x-amz-version-id": exc.version_id}
+        if isinstance(exc.last_modified, datetime):
+            headers["Last-Modified"] = http_date(exc.last_modified)
+        return S3Error("MethodNotAllowed", headers=headers, extra={"Method": method, "ResourceType": "DeleteMarker"})
+    if isinstance(exc, store_errors.VersionNotFound):
+        return S3Error("NoSuchVersion", extra={"Key": key or ""})
+    if isinstance(exc, store_errors.BucketBusy):
+        return S3Error("OperationAborted")
     if isinstance(exc, store_errors.UploadNotFound):
         return S3Error("NoSuchUpload", extra={"UploadId": str(exc)})
     if isinstance(exc, store_errors.InvalidPart):
@@ -163,7 +183,7 @@ class Gateway:
             try:
                 response = await HANDLERS[route.operation](self.services, ctx)
             except store_errors.StoreError as exc:
-                raise store_error_to_s3(exc, bucket, key) from exc
+                raise store_error_to_s3(exc, bucket, key, request.method) from exc
         except S3Error as err:
             response = error_response(err, request, request_id)
             if err.status >= 500:

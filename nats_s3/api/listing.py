@@ -20,7 +20,7 @@ from .services import Services
 MAX_KEYS = 1000
 
 
-def _max_keys(ctx: S3Context) -> int:
+def max_keys(ctx: S3Context) -> int:
     raw = ctx.query.get("max-keys")
     if raw is None:
         return MAX_KEYS
@@ -56,7 +56,7 @@ def _url_encode(value: str) -> str:
     return quote(value, safe="/") if _URL_UNSAFE.search(value) else value
 
 
-def _encoder(ctx: S3Context) -> Encoder:
+def encoder(ctx: S3Context) -> Encoder:
     encoding = ctx.query.get("encoding-type")
     if encoding is None:
         return _identity
@@ -75,7 +75,7 @@ def owner_items(access_key: str) -> list[XmlChild]:
 
 def _render_contents(out: list[str], objects: list[ListedObject], enc: Encoder, owner: str | None) -> None:
     """The <Contents> entries, written directly: this loop is most of a listing's cost."""
-    for key, size, etag, mtime, algorithm in objects:
+    for key, size, etag, mtime, algorithm, _ in objects:
         # LastModified in whole seconds, as S3 lists it: the same instant HEAD's Last-Modified shows.
         out.append(
             f"<Contents><Key>{escape_text(enc(key))}</Key>"
@@ -94,8 +94,8 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
     q = ctx.query
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter", "")
-    max_keys = _max_keys(ctx)
-    enc = _encoder(ctx)
+    limit = max_keys(ctx)
+    enc = encoder(ctx)
     if v2:
         token = q.get("continuation-token")
         start_after = q.get("start-after", "")
@@ -104,7 +104,7 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
             after = _decode_token(token)
     else:
         after = q.get("marker", "")
-    page = await services.store.list_page(ctx.bucket, prefix, delimiter, after, max_keys)
+    page = await services.store.list_page(ctx.bucket, prefix, delimiter, after, limit)
     owner = owner_items(ctx.auth.access_key)
     fetch_owner = q.get("fetch-owner", "").lower() == "true"
     items: list[XmlChild] = [("Name", ctx.bucket), ("Prefix", enc(prefix))]
@@ -120,7 +120,7 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
         items.append(("Marker", enc(after)))
         if page.truncated and delimiter and page.last is not None:
             items.append(("NextMarker", enc(page.last)))
-    items.append(("MaxKeys", max_keys))
+    items.append(("MaxKeys", limit))
     if delimiter:
         items.append(("Delimiter", enc(delimiter)))
     if "encoding-type" in q:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 from urllib.parse import quote
 
 from aiohttp import web
@@ -12,12 +13,12 @@ from ..protocol.errors import S3Error
 from ..protocol.headers import check_copy_source_conditions, stored_headers
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
-from ..store.models import BodyDigests, Checksum
-from ..store.multipart import MAX_PART_NUMBER, PartRecord, UploadRecord
+from ..store.models import BodyDigests, Checksum, ObjectInfo
+from ..store.multipart import MAX_PART_NUMBER, OPEN, PartRecord, UploadRecord
 from .body import UploadBody, copy_source, read_small_body
 from .context import S3Context
 from .listing import owner_items
-from .objects import check_key, parse_copy_source
+from .objects import check_key, copy_source_headers, head_copy_source, new_version_headers, parse_copy_source
 from .services import Services
 
 MAX_COMPLETE_BODY = 4 * 1024 * 1024
@@ -75,6 +76,7 @@ async def create_multipart_upload(services: Services, ctx: S3Context) -> web.Res
     upload = await services.multipart.create(
         ctx.bucket, ctx.key, stored_headers(ctx.headers),
         checksum_algorithm=algorithm, checksum_type=checksum_type, owner=ctx.auth.access_key,
+        expiry=timedelta(seconds=services.settings.multipart_expiry),
     )  # fmt: skip
     if algorithm is not None and checksum_type is not None:
         ctx.response_headers["x-amz-checksum-algorithm"] = algorithm
@@ -121,11 +123,8 @@ def _checksum_value(before_commit):  # type: ignore[no-untyped-def]
 
 
 async def _upload_part_copy(services: Services, ctx: S3Context, number: int, upload: UploadRecord) -> web.Response:
-    src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
-    try:
-        source = await services.store.head_object(src_bucket, src_key)
-    except store_errors.ObjectNotFound:
-        raise S3Error("NoSuchKey", resource=f"/{src_bucket}/{src_key}") from None
+    src = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    source = await head_copy_source(services, src)
     check_copy_source_conditions(ctx.headers, source.etag, source.last_modified)
     start, end = 0, source.size - 1
     if raw_range := ctx.headers.get("x-amz-copy-source-range"):
@@ -147,6 +146,7 @@ async def _upload_part_copy(services: Services, ctx: S3Context, number: int, upl
     )
     items: list[XmlChild] = [("ETag", f'"{part.etag}"'), ("LastModified", part.last_modified[:23] + "Z")]
     items += _checksum_items(upload.checksum_algorithm, part.checksum)
+    ctx.response_headers.update(copy_source_headers(services, src, source))
     return ctx.xml("CopyPartResult", items)
 
 
@@ -199,7 +199,13 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
     check_key(ctx.key)
     body = await read_small_body(ctx.request, MAX_COMPLETE_BODY)
     requested = _parse_complete(body)
-    _, upload = await services.multipart.get_upload(ctx.bucket, ctx.key, _upload_id(ctx))
+    try:
+        _, upload = await services.multipart.get_upload(ctx.bucket, ctx.key, _upload_id(ctx))
+    except store_errors.UploadNotFound:
+        # Completed already? A retried Complete gets the same answer.
+        listed = [(n, e) for n, e, _ in requested]
+        info = await services.multipart.complete(ctx.bucket, ctx.key, _upload_id(ctx), listed, lambda _: None)
+        return _complete_result(ctx, info, None)
     algorithm, checksum_type = upload.checksum_algorithm, upload.checksum_type
     full_object_claim = None
     if algorithm is not None:
@@ -223,6 +229,10 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
     info = await services.multipart.complete(
         ctx.bucket, ctx.key, upload.upload_id, [(n, etag) for n, etag, _ in requested], finalize
     )
+    return _complete_result(ctx, info, checksum_type)
+
+
+def _complete_result(ctx: S3Context, info: ObjectInfo, checksum_type: str | None) -> web.Response:
     items: list[XmlChild] = [
         ("Location", f"/{quote(ctx.bucket)}/{quote(ctx.key)}"),
         ("Bucket", ctx.bucket),
@@ -232,6 +242,7 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
     if info.checksum is not None:
         items += _checksum_items(info.checksum[0], info.checksum[1])
         items.append(("ChecksumType", checksum_type or "COMPOSITE"))
+    ctx.response_headers.update(new_version_headers(info))
     return ctx.xml("CompleteMultipartUploadResult", items)
 
 
@@ -242,7 +253,7 @@ async def abort_multipart_upload(services: Services, ctx: S3Context) -> web.Resp
 
 async def list_parts(services: Services, ctx: S3Context) -> web.Response:
     _, upload = await services.multipart.get_upload(ctx.bucket, ctx.key, _upload_id(ctx))
-    if upload.completed_etag is not None:
+    if upload.state != OPEN:
         raise store_errors.UploadNotFound(upload.upload_id)
     max_parts = min(_int_arg(ctx, "max-parts", MAX_LIST, 0), MAX_LIST)
     marker = _int_arg(ctx, "part-number-marker", 0, 0)

@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
@@ -37,6 +37,7 @@ from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
 from .body import UploadBody, copy_source, read_small_body
 from .context import S3Context
 from .services import Services
+from .versions import shows_versions, version_id_arg
 
 log = logging.getLogger("nats_s3.api")
 MAX_DELETE_KEYS = 1000
@@ -87,20 +88,31 @@ async def put_object(services: Services, ctx: S3Context) -> web.Response:
     info = await services.store.put_object(
         ctx.bucket, ctx.key, body.stream(), meta, before_commit=body.before_commit, condition=condition
     )
-    headers = {"ETag": f'"{info.etag}"'}
+    headers = {"ETag": f'"{info.etag}"', **new_version_headers(info)}
     if info.checksum is not None:
         headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
     return ctx.empty(headers=headers)
 
 
+def new_version_headers(info: ObjectInfo) -> dict[str, str]:
+    """A write's answer names the version it made, where versioning is enabled (S3 says nothing of a
+    null version made while versioning is suspended or was never enabled)."""
+    return {} if info.version_id == "null" else {"x-amz-version-id": info.version_id}
+
+
+def read_version_headers(services: Services, ctx: S3Context, info: ObjectInfo) -> dict[str, str]:
+    return {"x-amz-version-id": info.version_id} if shows_versions(services, ctx.bucket) else {}
+
+
 async def _conditional_head(services: Services, ctx: S3Context) -> ObjectInfo | web.Response:
-    info = await services.store.head_object(ctx.bucket, ctx.key)
+    info = await services.store.head_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
     try:
         check_read_conditions(ctx.headers, info.etag, info.last_modified)
     except S3Error as err:
         if err.code != "NotModified":
             raise
-        return ctx.empty(304, {"ETag": f'"{info.etag}"', "Last-Modified": http_date(info.last_modified)})
+        headers = {"ETag": f'"{info.etag}"', "Last-Modified": http_date(info.last_modified)}
+        return ctx.empty(304, {**headers, **read_version_headers(services, ctx, info)})
     return info
 
 
@@ -137,6 +149,7 @@ async def _plan_read(services: Services, ctx: S3Context) -> _ReadPlan | web.Resp
     # The stored checksum covers the whole object, so a ranged read does not carry it.
     with_checksum = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and byte_range is None
     headers = {**ctx.base_headers(), **_with_overrides(ctx, object_headers(info, with_checksum))}
+    headers.update(read_version_headers(services, ctx, info))
     if "partNumber" in ctx.query and info.parts:
         headers["x-amz-mp-parts-count"] = str(len(info.parts))
     if byte_range is None:
@@ -232,12 +245,25 @@ async def _aclose(stream: AsyncIterator[bytes]) -> None:
 
 async def delete_object(services: Services, ctx: S3Context) -> web.Response:
     check_key(ctx.key)
-    await services.store.delete_object(ctx.bucket, ctx.key)
-    return ctx.empty(204)
+    result = await services.store.delete_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
+    headers: dict[str, str] = {}
+    if result.version_id is not None:
+        headers["x-amz-version-id"] = result.version_id
+    if result.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    return ctx.empty(204, headers)
 
 
-def parse_copy_source(value: str) -> tuple[str, str]:
-    source = value.split("?", 1)[0]
+@dataclass(frozen=True, slots=True)
+class CopySource:
+    bucket: str
+    key: str
+    version_id: str | None
+
+
+def parse_copy_source(value: str) -> CopySource:
+    """`x-amz-copy-source`: `[/]bucket/key[?versionId=id]`, the bucket and key URL-encoded."""
+    source, _, query = value.partition("?")
     try:
         source = unquote(source, errors="strict")
     except UnicodeDecodeError:
@@ -250,23 +276,53 @@ def parse_copy_source(value: str) -> tuple[str, str]:
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
             extra={"ArgumentName": "x-amz-copy-source"},
         )
-    return bucket, key
+    version_id = None
+    if query:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        if set(params) - {"versionId"}:
+            raise S3Error(
+                "InvalidArgument", "Unsupported copy source parameter.", extra={"ArgumentName": "x-amz-copy-source"}
+            )
+        version_id = version_id_arg(params.get("versionId"), "x-amz-copy-source")
+    return CopySource(bucket, key, version_id)
+
+
+async def head_copy_source(services: Services, source: CopySource) -> ObjectInfo:
+    """The version a copy reads: a missing one is NoSuchKey / NoSuchVersion on the source; a delete
+    marker named by version id is InvalidRequest, as S3 answers."""
+    resource = f"/{source.bucket}/{source.key}"
+    try:
+        return await services.store.head_object(source.bucket, source.key, source.version_id)
+    except (store_errors.ObjectNotFound, store_errors.LatestIsDeleteMarker):
+        raise S3Error("NoSuchKey", resource=resource) from None
+    except store_errors.VersionNotFound:
+        raise S3Error("NoSuchVersion", resource=resource, extra={"VersionId": source.version_id or ""}) from None
+    except store_errors.VersionIsDeleteMarker:
+        raise S3Error(
+            "InvalidRequest",
+            "The source of a copy request may not specifically refer to a delete marker by version id.",
+            resource=resource,
+        ) from None
+
+
+def copy_source_headers(services: Services, source: CopySource, info: ObjectInfo) -> dict[str, str]:
+    if source.version_id is not None or shows_versions(services, source.bucket):
+        return {"x-amz-copy-source-version-id": info.version_id}
+    return {}
 
 
 async def copy_object(services: Services, ctx: S3Context) -> web.Response:
-    src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    src = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    src_bucket, src_key = src.bucket, src.key
     check_key(src_key)
     directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error(
             "InvalidArgument", "Unknown metadata directive.", extra={"ArgumentName": "x-amz-metadata-directive"}
         )
-    try:
-        source = await services.store.head_object(src_bucket, src_key)
-    except store_errors.ObjectNotFound:
-        raise S3Error("NoSuchKey", resource=f"/{src_bucket}/{src_key}") from None
+    source = await head_copy_source(services, src)
     check_copy_source_conditions(ctx.headers, source.etag, source.last_modified)
-    if directive == "COPY" and (src_bucket, src_key) == (ctx.bucket, ctx.key):
+    if directive == "COPY" and (src_bucket, src_key) == (ctx.bucket, ctx.key) and src.version_id is None:
         raise S3Error(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself without changing "
@@ -307,6 +363,7 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
     items: list[XmlChild] = [("LastModified", iso8601(info.last_modified)), ("ETag", f'"{info.etag}"')]
     if info.checksum is not None:
         items.append((f"Checksum{info.checksum[0]}", info.checksum[1]))
+    ctx.response_headers.update({**new_version_headers(info), **copy_source_headers(services, src, source)})
     return ctx.xml("CopyObjectResult", items)
 
 
@@ -320,28 +377,38 @@ async def delete_objects(services: Services, ctx: S3Context) -> web.Response:
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise S3Error("MalformedXML")
     quiet = (child_text(root, "Quiet") or "").strip().lower() == "true"
-    keys: list[str] = []
+    targets: list[tuple[str, str | None]] = []
     for obj in objects:
         key = child_text(obj, "Key")
         if key is None:
             raise S3Error("MalformedXML")
-        keys.append(key)
+        raw_version = child_text(obj, "VersionId")
+        targets.append((key, raw_version.strip() if raw_version is not None else None))
     await services.store.head_bucket(ctx.bucket)
     results: list[XmlChild] = []
-    for key in keys:
+    for key, raw_version in targets:
         try:
             if not key or len(key.encode()) > naming.MAX_KEY_BYTES:
                 raise S3Error("KeyTooLongError" if key else "InvalidArgument")
-            await services.store.delete_object(ctx.bucket, key)
+            version_id = version_id_arg(raw_version) if raw_version else None
+            result = await services.store.delete_object(ctx.bucket, key, version_id)
         except S3Error as err:
-            results.append(("Error", [("Key", key), ("Code", err.code), ("Message", err.message)]))
+            results.append(("Error", [("Key", key), ("VersionId", raw_version), ("Code", err.code),
+                                      ("Message", err.message)]))  # fmt: skip
             continue
         except store_errors.StoreError as exc:
             code = "ServiceUnavailable" if isinstance(exc, store_errors.StoreUnavailable) else "InternalError"
-            results.append(("Error", [("Key", key), ("Code", code), ("Message", str(exc) or code)]))
+            results.append(("Error", [("Key", key), ("VersionId", raw_version), ("Code", code),
+                                      ("Message", str(exc) or code)]))  # fmt: skip
             continue
-        if not quiet:
-            results.append(("Deleted", [("Key", key)]))
+        if quiet:
+            continue
+        entry: list[XmlChild] = [("Key", key)]
+        if version_id is not None:
+            entry.append(("VersionId", version_id))
+        if result.delete_marker:
+            entry += [("DeleteMarker", True), ("DeleteMarkerVersionId", result.version_id)]
+        results.append(("Deleted", entry))
     return ctx.xml("DeleteResult", results)
 
 
@@ -369,10 +436,17 @@ MAX_TAGGING_BODY = 64 * 1024
 
 async def get_object_tagging(services: Services, ctx: S3Context) -> web.Response:
     check_key(ctx.key)
-    info = await services.store.head_object(ctx.bucket, ctx.key)
+    info = await services.store.head_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
     tags = parse_qsl(info.headers.get(TAGGING, ""), keep_blank_values=True)
     tag_items: list[XmlChild] = [("Tag", [("Key", k), ("Value", v)]) for k, v in tags]
+    ctx.response_headers.update(read_version_headers(services, ctx, info))
     return ctx.xml("Tagging", [("TagSet", tag_items)])
+
+
+async def _change_tags(services: Services, ctx: S3Context, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+    version_id = version_id_arg(ctx.query.get("versionId"))
+    info = await services.store.update_headers(ctx.bucket, ctx.key, change, version_id)
+    ctx.response_headers.update(read_version_headers(services, ctx, info))
 
 
 async def put_object_tagging(services: Services, ctx: S3Context) -> web.Response:
@@ -396,7 +470,7 @@ async def put_object_tagging(services: Services, ctx: S3Context) -> web.Response
             headers[TAGGING] = encoded
         return headers
 
-    await services.store.update_headers(ctx.bucket, ctx.key, change)
+    await _change_tags(services, ctx, change)
     return ctx.empty()
 
 
@@ -407,5 +481,5 @@ async def delete_object_tagging(services: Services, ctx: S3Context) -> web.Respo
         headers.pop(TAGGING, None)
         return headers
 
-    await services.store.update_headers(ctx.bucket, ctx.key, change)
+    await _change_tags(services, ctx, change)
     return ctx.empty(204)

@@ -23,6 +23,7 @@ class Services:
             return "not connected to NATS"
         if (problem := await self.store.jetstream_problem()) is not None:
             return problem
-        if not await self.multipart.records.present():
-            return f"KV bucket {self.multipart.records.bucket} is missing"
+        records = self.store.configs.records
+        if not await records.present():
+            return f"KV bucket {records.bucket} is missing"
         return None

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger("nats_s3.metrics")
@@ -62,6 +63,39 @@ class _StorageCollector(Collector):
         )
 
 
+class _CollectorStatsCollector(Collector):
+    """The reclamation collector's figures (this gateway's, while it holds the collector lease)."""
+
+    def __init__(self, stats: Any) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Any]:
+        s = self._stats
+        yield GaugeMetricFamily(
+            "nats_s3_gc_lease_held", "1 while this gateway is the collector.", value=int(s.lease_held)
+        )
+        yield CounterMetricFamily("nats_s3_gc_passes", "Collector passes made by this gateway.", value=s.passes)
+        yield CounterMetricFamily(
+            "nats_s3_gc_freed_subjects", "Chunk subjects freed (no version, upload or part referenced them).",
+            value=s.freed_subjects,
+        )  # fmt: skip
+        yield CounterMetricFamily("nats_s3_gc_settled_claims", "Reclamation claims settled.", value=s.settled_claims)
+        yield CounterMetricFamily(
+            "nats_s3_gc_expired_uploads", "Multipart uploads aborted for age.", value=s.expired_uploads
+        )
+        blocked = GaugeMetricFamily(
+            "nats_s3_gc_blocked",
+            "1 for a bucket whose collection stopped at a record that does not parse (see the log).",
+            labels=["bucket"],
+        )
+        for bucket in sorted(s.blocked):
+            blocked.add_metric([bucket], 1)
+        yield blocked
+        yield GaugeMetricFamily(
+            "nats_s3_gc_last_pass_seconds", "How long the last collector pass took.", value=s.last_pass_seconds
+        )
+
+
 class Metrics:
     """All of the gateway's metrics in one registry of its own."""
 
@@ -96,6 +130,9 @@ class Metrics:
         )
         self.storage = StorageSnapshot()
         self.registry.register(_StorageCollector(self.storage))
+
+    def watch_collector(self, stats: Any) -> None:
+        self.registry.register(_CollectorStatsCollector(stats))
 
     def observe(self, operation: str, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
         self.requests.labels(operation, str(status)).inc()

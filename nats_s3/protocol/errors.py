@@ -37,6 +37,8 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "NoSuchBucket": (404, "The specified bucket does not exist"),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchUpload": (404, "The specified multipart upload does not exist."),
+    "NoSuchVersion": (404, "The specified version does not exist."),
+    "OperationAborted": (409, "A conflicting conditional operation is currently in progress against this resource."),
     "NotImplemented": (501, "A header you provided implies functionality that is not implemented."),
     "NotModified": (304, "Not Modified"),
     "PreconditionFailed": (412, "At least one of the pre-conditions you specified did not hold"),

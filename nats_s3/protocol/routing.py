@@ -15,7 +15,7 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
         "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
         "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
         "replication", "requestPayment", "restore", "retention", "select", "session",
-        "torrent", "versioning", "versions", "website", "renameObject",
+        "torrent", "website", "renameObject",
     }
 )  # fmt: skip
 
@@ -44,13 +44,20 @@ def split_path(raw_path: str) -> tuple[str | None, str | None]:
 
 
 def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str, str]) -> Route:
-    # Read-only answers clients ask for routinely (s3cmd info, rclone, SDK wrappers): versioning is never
-    # enabled and the owner has full control. Changing either stays NotImplemented.
-    if method == "GET" and bucket is not None:
-        if "acl" in query:
-            return Route("GetObjectAcl" if key else "GetBucketAcl", bucket, key)
-        if "versioning" in query and key is None:
-            return Route("GetBucketVersioning", bucket, None)
+    # A read-only answer clients ask for routinely (s3cmd info, rclone, SDK wrappers): the owner has full
+    # control. Changing ACLs stays NotImplemented.
+    if method == "GET" and bucket is not None and "acl" in query:
+        return Route("GetObjectAcl" if key else "GetBucketAcl", bucket, key)
+    if bucket is not None and key is None:
+        if "versioning" in query:
+            operation = {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"}.get(method)
+            if operation is None:
+                raise S3Error("MethodNotAllowed")
+            return Route(operation, bucket, None)
+        if "versions" in query:
+            if method != "GET":
+                raise S3Error("MethodNotAllowed")
+            return Route("ListObjectVersions", bucket, None)
     for name in query:
         if name in UNSUPPORTED_SUBRESOURCES:
             raise S3Error("NotImplemented", f"The '{name}' sub-resource is not implemented.")

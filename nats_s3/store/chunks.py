@@ -7,17 +7,18 @@ import contextlib
 import hashlib
 import json
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription
-from nats.js.client import JetStreamContext
 
-from .errors import CorruptObject, StoreUnavailable
+from .errors import BucketBusy, BucketNotFound, CorruptObject, StoreUnavailable
+from .fence import ERR_MESSAGE_TOO_BIG
 from .jsapi import API_PREFIX
+from .publisher import NoStream, PendingAck, PubAck, Publisher, PublishRejected
 
 ACK_TIMEOUT = 30.0
 READ_TIMEOUT = 30.0
@@ -79,21 +80,29 @@ class BodyDigester:
             self._pool = None
 
 
+Intent = Callable[[], Awaitable[PendingAck]]
+
+
 class ChunkWriter:
     """Cuts a body into fixed-size chunks on one subject, publishing with a bounded window of acks.
 
     Every chunk is `chunk_size` bytes except the last, so a reader can find the chunk holding any
     offset; the stream sequence of each chunk (from its ack) is recorded as runs for the same reason.
+    `intent` publishes the claim that lets the collector find these chunks if the write never
+    commits; it goes out right before the first chunk (an empty body writes neither).
     """
 
-    def __init__(self, js: JetStreamContext, subject: str, stream: str, chunk_size: int, window: int) -> None:
-        # One shared context: each JetStreamContext opens its own ack subscription on first publish_async.
-        self._js = js
+    def __init__(
+        self, publisher: Publisher, subject: str, stream: str, chunk_size: int, window: int, intent: Intent | None
+    ) -> None:
+        self._publisher = publisher
         self._subject = subject
         self._stream = stream
         self._chunk_size = chunk_size
         self._window = max(1, window)
-        self._pending: deque[asyncio.Future] = deque()
+        self._intent = intent
+        self._claim: PendingAck | None = None
+        self._pending: deque[PendingAck] = deque()
         self._runs: list[tuple[int, int]] = []
         self._chunks = 0
         self._size = 0
@@ -115,48 +124,53 @@ class ChunkWriter:
                 await self._publish(bytes(buf))
             while self._pending:
                 await self._settle_oldest()
+            if self._claim is not None:
+                await self._ack(self._claim)
             md5, sha256 = await self._digester.digests()
         except BaseException:
             self._digester.close()
-            await self._abandon()
+            self._abandon()
             raise
         return WrittenChunks(self._size, self._chunks, self._runs, md5, sha256)
 
     async def _publish(self, data: bytes) -> None:
+        if self._chunks == 0 and self._intent is not None:
+            self._claim = await self._intent()
         await self._digester.feed(data)
         self._size += len(data)
         self._chunks += 1
-        try:
-            fut = await self._js.publish_async(self._subject, data)
-        except nats.errors.Error as exc:
-            raise StoreUnavailable(f"publish failed: {exc}") from exc
-        self._pending.append(fut)
+        self._pending.append(await self._publisher.publish(self._subject, data))
         if len(self._pending) >= self._window:
             await self._settle_oldest()
 
-    async def _settle_oldest(self) -> None:
-        fut = self._pending.popleft()
+    async def _ack(self, pending: PendingAck) -> PubAck:
         try:
-            ack = await asyncio.wait_for(fut, ACK_TIMEOUT)
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise StoreUnavailable(f"chunk not acknowledged: {exc!r}") from exc
+            ack = await pending.wait(ACK_TIMEOUT)
+        except PublishRejected as exc:
+            if exc.err_code == ERR_MESSAGE_TOO_BIG:
+                raise BucketBusy(self._stream) from exc
+            raise StoreUnavailable(f"chunk refused: {exc.description}") from exc
+        except NoStream as exc:
+            raise BucketNotFound(self._stream) from exc
         if ack.stream != self._stream:
             raise StoreUnavailable(f"chunk stored in stream {ack.stream}, expected {self._stream}")
-        seq = int(ack.seq)
+        return ack
+
+    async def _settle_oldest(self) -> None:
+        seq = (await self._ack(self._pending.popleft())).seq
         if self._runs and self._runs[-1][0] + self._runs[-1][1] == seq:
             start, count = self._runs[-1]
             self._runs[-1] = (start, count + 1)
         else:
             self._runs.append((seq, 1))
 
-    async def _abandon(self) -> None:
-        """Wait out the acks still in flight so a purge after this sees every chunk that landed."""
+    def _abandon(self) -> None:
+        # The chunks that landed stay until the collector frees them (the intent claim names them).
         pending, self._pending = self._pending, deque()
-        if pending:
-            await asyncio.wait(list(pending), timeout=ACK_TIMEOUT)
-            for fut in pending:
-                if fut.done() and not fut.cancelled():
-                    fut.exception()  # retrieved, so asyncio does not log it as never retrieved
+        for item in pending:
+            item.abandon()
+        if self._claim is not None:
+            self._claim.abandon()
 
 
 def seq_of_chunk(runs: tuple[tuple[int, int], ...], index: int) -> int | None:

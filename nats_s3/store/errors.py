@@ -21,6 +21,36 @@ class ObjectNotFound(StoreError):
     pass
 
 
+class VersionNotFound(StoreError):
+    """No version of the key has that version id (never had one, or it was deleted)."""
+
+
+class LatestIsDeleteMarker(StoreError):
+    """The key's latest version is a delete marker (S3: 404 with x-amz-delete-marker)."""
+
+    def __init__(self, key: str, version_id: str, last_modified: object) -> None:
+        super().__init__(key)
+        self.version_id = version_id
+        self.last_modified = last_modified
+
+
+class VersionIsDeleteMarker(StoreError):
+    """The version asked for by id is a delete marker (S3: 405 for reads)."""
+
+    def __init__(self, key: str, version_id: str, last_modified: object) -> None:
+        super().__init__(key)
+        self.version_id = version_id
+        self.last_modified = last_modified
+
+
+class BucketBusy(StoreError):
+    """The bucket is being deleted: writes are held off until DeleteBucket decides."""
+
+
+class UnreadableRecord(StoreError):
+    """A record in NATS does not parse; whatever depends on it stops rather than guesses."""
+
+
 class PreconditionFailed(StoreError):
     """A conditional write lost: the key's current version is not the expected one."""
 

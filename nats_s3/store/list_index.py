@@ -1,18 +1,22 @@
-"""The listing index: each bucket's live keys in S3 order, fed by a watch on its Object Store meta subjects."""
+"""Listing indexes, each fed by a watch on one kind of subject of a bucket's stream: the latest version of
+every key (meta subjects) for ListObjects, and the older versions (version subjects) for
+ListObjectVersions."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
+import heapq
 import json
 import logging
 import time
-from collections.abc import Iterator
+from bisect import insort
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -24,6 +28,7 @@ from . import naming
 from .errors import BucketNotFound, StoreUnavailable
 from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, js_request
 from .models import META_CHECKSUM, META_ETAG, etag_from_digest, parse_mtime
+from .versions import META_GONE, META_MARKER, META_NULL, META_NULLV, META_VID, NULL
 
 log = logging.getLogger("nats_s3.store.index")
 
@@ -39,6 +44,7 @@ class Entry(NamedTuple):
     etag: str
     mtime: float  # POSIX seconds
     checksum_algorithm: str | None
+    version_id: str  # "null" (one shared string) unless versioning made this version
 
 
 class ListedObject(NamedTuple):
@@ -46,6 +52,35 @@ class ListedObject(NamedTuple):
     size: int
     etag: str
     mtime: float  # POSIX seconds
+    checksum_algorithm: str | None
+    version_id: str
+
+
+class MarkerEntry(NamedTuple):
+    version_id: str
+    mtime: float
+
+
+class OlderVersion(NamedTuple):
+    uid: str
+    version_id: str
+    delete_marker: bool
+    size: int
+    etag: str
+    mtime: float
+    checksum_algorithm: str | None
+
+
+class VersionEntry(NamedTuple):
+    """One row of ListObjectVersions: a version (delete_marker False) or a delete marker."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    delete_marker: bool
+    size: int
+    etag: str
+    mtime: float
     checksum_algorithm: str | None
 
 
@@ -55,6 +90,15 @@ class ListPage:
     prefixes: list[str]
     truncated: bool
     last: str | None  # the last key or common prefix in the page (the next marker)
+
+
+@dataclass(slots=True)
+class VersionPage:
+    entries: list[VersionEntry]
+    prefixes: list[str]
+    truncated: bool
+    next_key: str | None
+    next_version: str | None  # None when the page ended on a common prefix
 
 
 def _successor(prefix: str) -> str | None:
@@ -70,60 +114,35 @@ def _successor(prefix: str) -> str | None:
     return None
 
 
-class BucketIndex:
-    """One bucket's keys. Pages cost O(page size + common prefixes skipped), never O(bucket size)."""
+def _version_id(meta: dict[str, Any]) -> str:
+    vid = meta.get(META_VID)
+    return NULL if vid is None or meta.get(META_NULL) == "1" else str(vid)
+
+
+def _entry(doc: dict[str, Any], meta: dict[str, Any]) -> Entry:
+    checksum = meta.get(META_CHECKSUM)
+    return Entry(
+        size=int(doc.get("size") or 0),
+        etag=meta.get(META_ETAG) or etag_from_digest(doc.get("digest") or ""),
+        mtime=parse_mtime(doc.get("mtime") or "").timestamp(),
+        checksum_algorithm=checksum.partition(":")[0] if checksum else None,
+        version_id=_version_id(meta),
+    )
+
+
+class _Watched:
+    """What every index has: the stream sequence its watch has applied, and a way to wait for more."""
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
-        self.keys: SortedList = SortedList()
-        self.entries: dict[str, Entry] = {}
         self.delivered_seq = 0
         self.last_used = time.monotonic()
         self._progress = asyncio.Event()
         self.sub: Subscription | None = None
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def apply(self, msg: Msg) -> None:
-        """Apply one meta message (the watch's callback)."""
-        meta = msg.metadata
-        seq = meta.sequence.stream
-        if seq <= self.delivered_seq:
-            return
-        try:
-            doc = json.loads(msg.data)
-            key = doc["name"]
-        except (ValueError, KeyError, TypeError):
-            key = None
-        if key is None:
-            # Unreadable meta: derive the key from the subject so a later delete still finds it.
-            token = msg.subject.rsplit(".", 1)[-1]
-            with contextlib.suppress(ValueError):
-                self._remove(base64.urlsafe_b64decode(token).decode())
-        elif doc.get("deleted") or (doc.get("options") or {}).get("link"):
-            self._remove(key)
-        else:
-            self._upsert(key, doc)
+    def _advanced(self, seq: int) -> None:
         self.delivered_seq = seq
         self._progress.set()
-
-    def _upsert(self, key: str, doc: dict[str, Any]) -> None:
-        metadata = doc.get("metadata") or {}
-        checksum = metadata.get(META_CHECKSUM)
-        entry = Entry(
-            size=int(doc.get("size") or 0),
-            etag=metadata.get(META_ETAG) or etag_from_digest(doc.get("digest") or ""),
-            mtime=parse_mtime(doc.get("mtime") or "").timestamp(),
-            checksum_algorithm=checksum.partition(":")[0] if checksum else None,
-        )
-        if key not in self.entries:
-            self.keys.add(key)
-        self.entries[key] = entry
-
-    def _remove(self, key: str) -> None:
-        if self.entries.pop(key, None) is not None:
-            self.keys.remove(key)
 
     async def wait_past(self, seq: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -135,6 +154,73 @@ class BucketIndex:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), remaining)
         return True
+
+    def apply(self, msg: Msg) -> None:
+        raise NotImplementedError
+
+
+class BucketIndex(_Watched):
+    """One bucket's latest versions. Pages cost O(page size + common prefixes skipped), never O(bucket size)."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(bucket)
+        self.keys: SortedList = SortedList()
+        self.entries: dict[str, Entry] = {}
+        # Keys whose latest version is a delete marker, and keys whose null version is an older one.
+        self.marker_keys: SortedList = SortedList()
+        self.markers: dict[str, MarkerEntry] = {}
+        self.nullv: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def apply(self, msg: Msg) -> None:
+        """Apply one meta message (the watch's callback)."""
+        seq = msg.metadata.sequence.stream
+        if seq <= self.delivered_seq:
+            return
+        try:
+            doc = json.loads(msg.data)
+            key = doc["name"]
+            meta = doc.get("metadata") or {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            key = None
+        if key is None or not isinstance(key, str):
+            # Unreadable meta: derive the key from the subject so a later delete still finds it.
+            with contextlib.suppress(ValueError):
+                self._remove(naming.decode_key(msg.subject.rsplit(".", 1)[-1]))
+        elif doc.get("deleted") or (doc.get("options") or {}).get("link"):
+            self._remove(key)
+            if doc.get("deleted") and meta.get(META_MARKER) == "1" and meta.get(META_GONE) != "1":
+                if key not in self.markers:
+                    self.marker_keys.add(key)
+                self.markers[key] = MarkerEntry(_version_id(meta), parse_mtime(doc.get("mtime") or "").timestamp())
+            self._set_nullv(key, meta)
+        else:
+            self._upsert(key, _entry(doc, meta))
+            self._set_nullv(key, meta)
+        self._advanced(seq)
+
+    def _set_nullv(self, key: str, meta: dict[str, Any]) -> None:
+        nullv = meta.get(META_NULLV)
+        if nullv:
+            self.nullv[key] = str(nullv)
+        else:
+            self.nullv.pop(key, None)
+
+    def _upsert(self, key: str, entry: Entry) -> None:
+        if self.markers.pop(key, None) is not None:
+            self.marker_keys.remove(key)
+        if key not in self.entries:
+            self.keys.add(key)
+        self.entries[key] = entry
+
+    def _remove(self, key: str) -> None:
+        if self.entries.pop(key, None) is not None:
+            self.keys.remove(key)
+        if self.markers.pop(key, None) is not None:
+            self.marker_keys.remove(key)
+        self.nullv.pop(key, None)
 
     def _iter_from(self, start: str, inclusive: bool) -> Iterator[str]:
         return iter(self.keys.irange(minimum=start, inclusive=(inclusive, True)))
@@ -184,38 +270,222 @@ class BucketIndex:
         return key is not None and key.startswith(prefix)
 
 
+class HistoryIndex(_Watched):
+    """One bucket's older versions (version subjects), by key, oldest first within a key."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(bucket)
+        self.keys: SortedList = SortedList()
+        self.versions: dict[str, list[OlderVersion]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.versions.values())
+
+    def apply(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        if seq <= self.delivered_seq:
+            return
+        _, _, tail = msg.subject.partition(".V.")
+        token, _, uid = tail.rpartition(".")
+        try:
+            key = naming.decode_key(token)
+        except ValueError:
+            self._advanced(seq)
+            return
+        self._drop(key, uid)
+        try:
+            doc = json.loads(msg.data)
+            meta = doc.get("metadata") or {}
+        except (ValueError, TypeError, AttributeError):
+            doc, meta = None, {}
+        if isinstance(doc, dict) and meta.get(META_GONE) != "1":
+            marker = bool(doc.get("deleted")) and meta.get(META_MARKER) == "1"
+            if marker or not doc.get("deleted"):
+                e = _entry(doc, meta)
+                versions = self.versions.get(key)
+                if versions is None:
+                    versions = self.versions[key] = []
+                    self.keys.add(key)
+                insort(versions, OlderVersion(uid, e.version_id, marker, *e[:4]), key=lambda v: v.uid)
+        self._advanced(seq)
+
+    def _drop(self, key: str, uid: str) -> None:
+        versions = self.versions.get(key)
+        if not versions:
+            return
+        versions[:] = [v for v in versions if v.uid != uid]
+        if not versions:
+            del self.versions[key]
+            self.keys.remove(key)
+
+    def uids_newest_first(self, key: str) -> list[str]:
+        return [v.uid for v in reversed(self.versions.get(key, ()))]
+
+    def any_live(self, heads: BucketIndex) -> bool:
+        """Whether any older version is one S3 still shows (a null one only while its key names it)."""
+        for key, versions in self.versions.items():
+            for v in versions:
+                if v.version_id != NULL or heads.nullv.get(key) == v.uid:
+                    return True
+        return False
+
+    def _of_key(self, heads: BucketIndex, key: str) -> list[VersionEntry]:
+        """Every version of `key`, newest first: its latest (live or marker), then the older ones."""
+        out: list[VersionEntry] = []
+        latest_vid: str | None = None
+        entry = heads.entries.get(key)
+        if entry is not None:
+            latest_vid = entry.version_id
+            out.append(VersionEntry(key, entry.version_id, True, False, entry.size, entry.etag, entry.mtime,
+                                    entry.checksum_algorithm))  # fmt: skip
+        else:
+            marker = heads.markers.get(key)
+            if marker is not None:
+                latest_vid = marker.version_id
+                out.append(VersionEntry(key, marker.version_id, True, True, 0, "", marker.mtime, None))
+        older = self.versions.get(key)
+        if older:
+            nullv = heads.nullv.get(key)
+            for v in reversed(older):
+                if v.version_id == latest_vid or (v.version_id == NULL and v.uid != nullv):
+                    continue  # a copy of the latest, or a null version no longer named
+                out.append(VersionEntry(key, v.version_id, False, v.delete_marker, v.size, v.etag, v.mtime,
+                                        v.checksum_algorithm))  # fmt: skip
+        return out
+
+    def _keys_from(self, heads: BucketIndex, start: str, inclusive: bool) -> Iterator[str]:
+        bounds = {"minimum": start, "inclusive": (inclusive, True)}
+        merged = heapq.merge(
+            heads.keys.irange(**bounds), heads.marker_keys.irange(**bounds), self.keys.irange(**bounds)
+        )
+        previous = None
+        for key in merged:
+            if key != previous:
+                previous = key
+                yield key
+
+    def versions_page(
+        self,
+        heads: BucketIndex,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        version_marker: str | None,
+        max_keys: int,
+    ) -> VersionPage:
+        """Versions and delete markers past (key_marker, version_marker), key order, newest first in a key."""
+        self.last_used = heads.last_used = time.monotonic()
+        entries: list[VersionEntry] = []
+        prefixes: list[str] = []
+        last: tuple[str, str | None] | None = None
+        if version_marker is not None and key_marker >= prefix:
+            keys = self._keys_from(heads, key_marker, True)
+        elif key_marker < prefix:
+            keys = self._keys_from(heads, prefix, True)
+        else:
+            keys = self._keys_from(heads, key_marker, False)
+        count = 0
+
+        def page(truncated: bool) -> VersionPage:
+            if not truncated or last is None:
+                return VersionPage(entries, prefixes, truncated, None, None)
+            return VersionPage(entries, prefixes, True, last[0], last[1])
+
+        while True:
+            key = next(keys, None)
+            if key is None or not key.startswith(prefix):
+                return page(False)
+            if delimiter:
+                cut = key.find(delimiter, len(prefix))
+                if cut >= 0:
+                    common = key[: cut + len(delimiter)]
+                    if common > key_marker or not key_marker.startswith(common):
+                        if count >= max_keys:
+                            return page(True)
+                        prefixes.append(common)
+                        last = (common, None)
+                        count += 1
+                    nxt = _successor(common)
+                    if nxt is None:
+                        return page(False)
+                    keys = self._keys_from(heads, nxt, True)
+                    continue
+            versions = self._of_key(heads, key)
+            if key == key_marker and version_marker is not None:
+                versions = _after_version(versions, version_marker)
+            for v in versions:
+                if count >= max_keys:
+                    return page(True)
+                entries.append(v)
+                last = (key, v.version_id)
+                count += 1
+
+
+def _after_version(versions: list[VersionEntry], marker: str) -> list[VersionEntry]:
+    """The versions of one key that come after `marker` (a version id of that key) in listing order."""
+    for i, v in enumerate(versions):
+        if v.version_id == marker:
+            return versions[i + 1 :]
+    if marker == NULL:
+        return versions  # the marked null version is gone and its place unknown: repeat rather than skip
+    # The marked version is gone: resume with the versions older than it (ids sort by time; a null
+    # version that is not the latest sorts by the time it was written, which only its own record has).
+    return [v for v in versions if not v.is_latest and v.version_id != NULL and v.version_id < marker]
+
+
 class ListIndex:
-    """Per-bucket indexes, built on first use from an ordered consumer (last message per meta subject) and
+    """Per-bucket indexes, built on first use from an ordered consumer (last message per subject) and
     kept current by it. Every read first catches up with the stream leader, so a listing shows every write
     acknowledged before it began, through any gateway."""
 
     def __init__(self, nc: NatsClient, js: JetStreamContext) -> None:
         self._nc = nc
         self._js = js
-        self._indexes: dict[str, BucketIndex] = {}
-        self._starting: dict[str, asyncio.Future[BucketIndex]] = {}
+        self._heads: dict[str, BucketIndex] = {}
+        self._history: dict[str, HistoryIndex] = {}
+        self._starting: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     async def _api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         return await js_request(self._nc, subject, payload)
 
     async def current(self, bucket: str) -> BucketIndex:
-        """The bucket's index, caught up with everything the stream held when this was called."""
-        index = await self._open(bucket)
-        await self._catch_up(bucket, index)
+        """The bucket's index of latest versions, caught up with everything the stream held when called."""
+        index = await self._open(bucket, "M", self._heads, BucketIndex)
+        last = await self._last_seq(bucket)
+        await self._catch_up(bucket, index, naming.meta_wildcard(naming.nats_bucket(bucket)), last)
         return index
 
-    async def _open(self, bucket: str) -> BucketIndex:
-        index = self._indexes.get(bucket)
+    async def history(self, bucket: str) -> HistoryIndex:
+        """The bucket's index of older versions, caught up like `current`."""
+        index = await self._open(bucket, "V", self._history, HistoryIndex)
+        last = await self._last_seq(bucket)
+        await self._catch_up(bucket, index, naming.version_wildcard(naming.nats_bucket(bucket)), last)
+        return index
+
+    async def current_with_history(self, bucket: str) -> tuple[BucketIndex, HistoryIndex]:
+        """Both indexes, caught up with the same stream position."""
+        nb = naming.nats_bucket(bucket)
+        heads = await self._open(bucket, "M", self._heads, BucketIndex)
+        history = await self._open(bucket, "V", self._history, HistoryIndex)
+        last = await self._last_seq(bucket)
+        await self._catch_up(bucket, heads, naming.meta_wildcard(nb), last)
+        await self._catch_up(bucket, history, naming.version_wildcard(nb), last)
+        return heads, history
+
+    async def _open(self, bucket: str, kind: str, indexes: dict[str, Any], factory: Callable[[str], Any]) -> Any:
+        index = indexes.get(bucket)
         if index is not None:
             return index
-        starting = self._starting.get(bucket)
+        starting = self._starting.get((bucket, kind))
         if starting is not None:
             return await asyncio.shield(starting)
-        future: asyncio.Future[BucketIndex] = asyncio.get_running_loop().create_future()
-        self._starting[bucket] = future
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._starting[(bucket, kind)] = future
         try:
-            index = await self._start(bucket)
-            self._indexes[bucket] = index
+            index = factory(bucket)
+            await self._watch(bucket, index, naming.meta_wildcard if kind == "M" else naming.version_wildcard)
+            indexes[bucket] = index
+            self._evict_idle()
             future.set_result(index)
             return index
         except BaseException as exc:
@@ -223,18 +493,21 @@ class ListIndex:
             future.exception()
             raise
         finally:
-            self._starting.pop(bucket, None)
+            self._starting.pop((bucket, kind), None)
 
-    async def _start(self, bucket: str) -> BucketIndex:
+    async def _watch(self, bucket: str, index: _Watched, wildcard: Callable[[str], str]) -> None:
         nb = naming.nats_bucket(bucket)
-        index = BucketIndex(bucket)
+
+        async def on_msg(msg: Msg) -> None:
+            index.apply(msg)
+
         try:
             index.sub = await self._js.subscribe(
-                naming.meta_wildcard(nb),
+                wildcard(nb),
                 stream=naming.stream_name(nb),
                 ordered_consumer=True,
                 deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT,
-                cb=self._callback(index),
+                cb=on_msg,
                 pending_msgs_limit=-1,
                 pending_bytes_limit=256 * 1024 * 1024,
             )
@@ -242,31 +515,24 @@ class ListIndex:
             raise BucketNotFound(bucket) from None
         except nats.errors.Error as exc:
             raise StoreUnavailable(f"watch on {bucket}: {exc!r}") from exc
-        self._evict_idle()
-        return index
 
-    @staticmethod
-    def _callback(index: BucketIndex):  # type: ignore[no-untyped-def]
-        async def on_msg(msg: Msg) -> None:
-            index.apply(msg)
-
-        return on_msg
-
-    async def _catch_up(self, bucket: str, index: BucketIndex) -> None:
-        nb = naming.nats_bucket(bucket)
-        stream = naming.stream_name(nb)
+    async def _last_seq(self, bucket: str) -> int:
+        stream = naming.stream_name(naming.nats_bucket(bucket))
         info = await self._api(f"STREAM.INFO.{stream}")
         if err := info.get("error"):
             if err.get("err_code") == ERR_STREAM_NOT_FOUND:
                 await self.forget(bucket)
                 raise BucketNotFound(bucket)
             raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
-        last = int((info.get("state") or {}).get("last_seq") or 0)
+        return int((info.get("state") or {}).get("last_seq") or 0)
+
+    async def _catch_up(self, bucket: str, index: _Watched, wildcard: str, last: int) -> None:
+        stream = naming.stream_name(naming.nats_bucket(bucket))
         deadline = time.monotonic() + CATCH_UP_TIMEOUT
         while index.delivered_seq < last:
-            # Chunk messages share the stream: find the first meta message the watch has not applied.
+            # Other subjects share the stream: find the first message of ours the watch has not applied.
             resp = await self._api(
-                f"STREAM.MSG.GET.{stream}", {"seq": index.delivered_seq + 1, "next_by_subj": naming.meta_wildcard(nb)}
+                f"STREAM.MSG.GET.{stream}", {"seq": index.delivered_seq + 1, "next_by_subj": wildcard}
             )
             if err := resp.get("error"):
                 if err.get("err_code") == ERR_NO_MESSAGE:
@@ -279,18 +545,19 @@ class ListIndex:
                 raise StoreUnavailable(f"listing index of {bucket} is behind the stream")
 
     def loaded(self, bucket: str) -> BucketIndex | None:
-        return self._indexes.get(bucket)
+        return self._heads.get(bucket)
 
     async def forget(self, bucket: str) -> None:
-        index = self._indexes.pop(bucket, None)
-        if index is not None and index.sub is not None:
-            with contextlib.suppress(Exception):
-                await index.sub.unsubscribe()
+        for indexes in (self._heads, self._history):
+            index = indexes.pop(bucket, None)
+            if index is not None and index.sub is not None:
+                with contextlib.suppress(Exception):
+                    await index.sub.unsubscribe()
 
     async def prune(self) -> None:
         """Drop indexes unused for a while, and those of buckets deleted (perhaps through another gateway)."""
         self._evict_idle()
-        for bucket in list(self._indexes):
+        for bucket in set(self._heads) | set(self._history):
             stream = naming.stream_name(naming.nats_bucket(bucket))
             with contextlib.suppress(StoreUnavailable):
                 resp = await js_request(self._nc, f"STREAM.INFO.{stream}")
@@ -299,10 +566,13 @@ class ListIndex:
 
     def _evict_idle(self) -> None:
         now = time.monotonic()
-        for bucket, index in list(self._indexes.items()):
-            if now - index.last_used > IDLE_EVICT_SECONDS:
-                asyncio.get_running_loop().create_task(self.forget(bucket))
+        for indexes in (self._heads, self._history):
+            for bucket, index in list(indexes.items()):
+                if now - index.last_used > IDLE_EVICT_SECONDS:
+                    indexes.pop(bucket, None)
+                    if index.sub is not None:
+                        asyncio.get_running_loop().create_task(index.sub.unsubscribe())
 
     async def close(self) -> None:
-        for bucket in list(self._indexes):
+        for bucket in set(self._heads) | set(self._history):
             await self.forget(bucket)

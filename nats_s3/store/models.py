@@ -84,7 +84,7 @@ def decode_parts(text: str) -> tuple[PartRef, ...]:
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """An object's current version as the API layer sees it."""
+    """One version of an object (its latest, unless asked for by version id) as the API layer sees it."""
 
     bucket: str
     key: str
@@ -101,6 +101,10 @@ class ObjectInfo:
     meta_seq: int = 0
     digest: str = ""
     parts: tuple[PartRef, ...] = ()  # set for multipart objects only
+    uid: str = ""  # the version's internal id (store/versions.py)
+    version_id: str = "null"  # as S3 shows it: the uid, or "null"
+    is_latest: bool = True
+    delete_marker: bool = False
 
     def layout(self) -> tuple[PartRef, ...]:
         """The object's bytes in order: its parts, or its single chunk subject."""
@@ -180,7 +184,17 @@ def etag_from_digest(digest: str) -> str:
         return value
 
 
-def to_object_info(doc: StoredObjectInfo, key: str, s3_bucket: str, meta_seq: int) -> ObjectInfo:
+def to_object_info(
+    doc: StoredObjectInfo,
+    key: str,
+    s3_bucket: str,
+    meta_seq: int,
+    *,
+    uid: str = "",
+    version_id: str = "null",
+    is_latest: bool = True,
+    delete_marker: bool = False,
+) -> ObjectInfo:
     meta = doc.metadata or {}
     headers = {name.lower(): values[0] for name, values in (doc.headers or {}).items() if values}
     checksum: Checksum | None = None
@@ -203,6 +217,10 @@ def to_object_info(doc: StoredObjectInfo, key: str, s3_bucket: str, meta_seq: in
         meta_seq=meta_seq,
         digest=doc.digest,
         parts=decode_parts(meta[META_PARTS]) if META_PARTS in meta else (),
+        uid=uid,
+        version_id=version_id,
+        is_latest=is_latest,
+        delete_marker=delete_marker,
     )
 
 

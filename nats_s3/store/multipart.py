@@ -1,20 +1,31 @@
-"""Multipart uploads: sessions and part records in NATS KV, part bytes on chunk subjects of the bucket's stream.
+"""Multipart uploads: upload and part records and part bytes, all in the bucket's own stream.
 
-Complete writes only the object's meta, which lists the parts' chunk subjects in order: no byte is copied.
+Complete writes only the object's meta, which lists the parts' chunk subjects in order: no byte is
+copied. The upload record serialises Complete, Abort and expiry (each changes it compare-and-set);
+no step frees a part's chunks, it claims them for the collector (store/claims.py) instead.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from . import naming
-from .errors import InvalidPart, ObjectNotFound, PartTooSmall, UploadNotFound
+from .claims import ClaimSpec, part_owner, send_claims
+from .errors import (
+    InvalidPart,
+    ObjectNotFound,
+    PartTooSmall,
+    UnreadableRecord,
+    UploadNotFound,
+    VersionNotFound,
+    WriteConflict,
+)
 from .models import (
     META_CHECKSUM,
     META_ETAG,
@@ -24,24 +35,29 @@ from .models import (
     ObjectInfo,
     PartRef,
     StoredObjectInfo,
-    chunk_nuids,
+    decode_parts,
     decode_seq_runs,
     encode_parts,
     encode_seq_runs,
     format_mtime,
     parse_mtime,
-    to_object_info,
 )
 from .nats_store import NatsStore
-from .records import RecordConflict, RecordStore
+from .records import RecordConflict, Records
+from .versions import new_uid
 
 log = logging.getLogger("nats_s3.store.multipart")
 
-RECORDS_BUCKET = "nats_s3_uploads"
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10000
 COMPLETED_KEEP = timedelta(days=1)
+DEFAULT_EXPIRY = timedelta(days=7)
+# A Complete that marked its upload this long ago and never finished it has died: another may resume it.
+COMPLETE_STALE = timedelta(seconds=60)
 CAS_RETRIES = 16
+
+OPEN = "open"
+COMPLETING = "completing"
 
 
 class UploadRecord(BaseModel):
@@ -53,12 +69,27 @@ class UploadRecord(BaseModel):
     checksum_algorithm: str | None = None
     checksum_type: str | None = None
     owner: str = ""
-    completed_etag: str | None = None  # set once completed, so a retried Complete can answer the same
-    completed_at: str | None = None
+    expires: str | None = None  # aborted by the collector after this (the --multipart.expiry of its creator)
+    state: str = OPEN
+    # Set while completing: the meta Complete commits, so a Complete that died can be resumed or undone.
+    completing_since: str | None = None
+    plan: StoredObjectInfo | None = None
+    plan_parts: list[tuple[int, str]] = []  # (number, etag) as the Complete request listed them
 
     @property
     def initiated_at(self) -> datetime:
         return parse_mtime(self.initiated)
+
+
+class CompletedRecord(BaseModel):
+    """What a retried Complete answers with."""
+
+    key: str
+    upload_id: str
+    etag: str
+    version_id: str
+    parts: int
+    completed_at: str
 
 
 class PartRecord(BaseModel):
@@ -86,18 +117,36 @@ def multipart_etag(parts: list[PartRecord]) -> str:
     return f"{digest}-{len(parts)}"
 
 
-def _upload_key(bucket: str, upload_id: str) -> str:
-    return f"u.{naming.nats_bucket(bucket)}.{upload_id}"
+def _upload_key(upload_id: str) -> str:
+    return f"U.{upload_id}"
 
 
-def part_prefix(bucket: str, upload_id: str) -> str:
-    return f"p.{naming.nats_bucket(bucket)}.{upload_id}."
+def _completed_key(upload_id: str) -> str:
+    return f"D.{upload_id}"
+
+
+def _part_key(upload_id: str, number: int) -> str:
+    return f"P.{upload_id}.{number:05d}"
+
+
+def _parts_prefix(upload_id: str) -> str:
+    return f"P.{upload_id}."
+
+
+def _parse(model: type[BaseModel], data: bytes, what: str):  # type: ignore[no-untyped-def]
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise UnreadableRecord(what) from exc
 
 
 class MultipartStore:
     def __init__(self, store: NatsStore) -> None:
         self.store = store
-        self.records = RecordStore(store.nc, store.js, RECORDS_BUCKET, store.replicas)
+
+    def records(self, bucket: str) -> Records:
+        nb = naming.nats_bucket(bucket)
+        return Records(self.store.nc, self.store.js, self.store.publisher, naming.stream_name(nb), f"$O.{nb}.")
 
     async def create(
         self,
@@ -108,32 +157,41 @@ class MultipartStore:
         checksum_algorithm: str | None,
         checksum_type: str | None,
         owner: str,
+        expiry: timedelta = DEFAULT_EXPIRY,
     ) -> UploadRecord:
-        await self.store.head_bucket(bucket)
-        upload_id = self.store.nc._nuid.next().decode()
+        await self.store.ensure_ready(bucket)
+        upload_id = self.store.nuid.next().decode()
+        now = datetime.now(UTC)
         record = UploadRecord(
             bucket=bucket,
             key=key,
             upload_id=upload_id,
-            initiated=format_mtime(datetime.now(UTC)),
+            initiated=format_mtime(now),
+            expires=format_mtime(now + expiry),
             headers=headers,
             checksum_algorithm=checksum_algorithm,
             checksum_type=checksum_type,
             owner=owner,
         )
-        await self.records.create(_upload_key(bucket, upload_id), record.model_dump_json().encode())
+        await self.records(bucket).create(_upload_key(upload_id), record.model_dump_json().encode())
         return record
 
     async def get_upload(self, bucket: str, key: str | None, upload_id: str) -> tuple[int, UploadRecord]:
         if not upload_id.isalnum():
             raise UploadNotFound(upload_id)
-        found = await self.records.get(_upload_key(bucket, upload_id))
+        found = await self.records(bucket).get(_upload_key(upload_id))
         if found is None:
             raise UploadNotFound(upload_id)
-        record = UploadRecord.model_validate_json(found.value)
+        record: UploadRecord = _parse(UploadRecord, found.value, f"upload {upload_id}")
         if key is not None and record.key != key:
             raise UploadNotFound(upload_id)
         return found.revision, record
+
+    async def _open_upload(self, bucket: str, key: str | None, upload_id: str) -> tuple[int, UploadRecord]:
+        revision, upload = await self.get_upload(bucket, key, upload_id)
+        if upload.state != OPEN:
+            raise UploadNotFound(upload_id)
+        return revision, upload
 
     async def upload_part(
         self,
@@ -144,82 +202,92 @@ class MultipartStore:
         body: AsyncIterator[bytes],
         before_commit: PartCommit,
     ) -> PartRecord:
-        """Stream one part; re-uploading a part number replaces it (and frees the old bytes)."""
-        _, upload = await self.get_upload(bucket, key, upload_id)
-        if upload.completed_etag is not None:
-            raise UploadNotFound(upload_id)
-        nuid, written = await self.store.write_chunks(bucket, body)
-        part_key = f"{part_prefix(bucket, upload_id)}{number:05d}"
+        """Stream one part; re-uploading a part number replaces it (the old bytes go to the collector)."""
+        await self._open_upload(bucket, key, upload_id)
+        records = self.records(bucket)
+        nb = naming.nats_bucket(bucket)
+        owners = [part_owner(upload_id, number)]
+        nuid, written = await self.store.write_chunks(bucket, body, key=None, owners=owners)
+        checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
+        part = PartRecord(
+            number=number,
+            nuid=nuid,
+            size=written.size,
+            etag=written.md5.hex(),
+            chunk_size=self.store.chunk_size,
+            chunks=written.chunks,
+            runs=encode_seq_runs(written.runs),
+            checksum=checksum,
+            last_modified=format_mtime(datetime.now(UTC)),
+        )
+        if self.store.pauses.active:
+            await self.store.pauses.reach("upload_part.before_record")
+        part_key = _part_key(upload_id, number)
+        value = part.model_dump_json().encode()
+        for _ in range(CAS_RETRIES):
+            current = await records.get(part_key)
+            old: PartRecord | None = _parse(PartRecord, current.value, part_key) if current is not None else None
+            # The replaced part's bytes may still be chosen by a Complete running now: claim, don't free.
+            specs = [ClaimSpec(old.nuid, None, owners)] if old is not None else []
+            claims = await send_claims(self.store.publisher, nb, specs)
+            expected = current.revision if current is not None else await records.last_revision(part_key)
+            try:
+                seq = await records.update(part_key, value, expected)
+            except RecordConflict:
+                claims.abandon()
+                continue
+            await claims.confirm()
+            break
+        else:
+            raise WriteConflict(part_key)
+        # An upload completed or aborted meanwhile did not take this part: say so, and drop its record.
         try:
-            checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
-            part = PartRecord(
-                number=number,
-                nuid=nuid,
-                size=written.size,
-                etag=written.md5.hex(),
-                chunk_size=self.store.chunk_size,
-                chunks=written.chunks,
-                runs=encode_seq_runs(written.runs),
-                checksum=checksum,
-                last_modified=format_mtime(datetime.now(UTC)),
-            )
-            replaced = await self._put_part(part_key, part)
-        except BaseException:
-            await asyncio.shield(self.store.purge_chunks(bucket, nuid))
-            raise
-        if replaced is not None:
-            await self.store.purge_chunks(bucket, replaced.nuid)
-        # An abort that raced this part must not leave its bytes behind.
-        try:
-            await self.get_upload(bucket, key, upload_id)
+            await self._open_upload(bucket, key, upload_id)
         except UploadNotFound:
-            await self.records.delete(part_key)
-            await self.store.purge_chunks(bucket, nuid)
+            try:
+                tomb = await records.delete(part_key, seq)
+                await records.purge_through(part_key, tomb)
+            except RecordConflict:
+                pass
             raise
         return part
 
-    async def _put_part(self, part_key: str, part: PartRecord) -> PartRecord | None:
-        value = part.model_dump_json().encode()
-        for _ in range(CAS_RETRIES):
-            current = await self.records.get(part_key)
-            try:
-                if current is None:
-                    await self.records.create(part_key, value)
-                    return None
-                await self.records.update(part_key, value, current.revision)
-                return PartRecord.model_validate_json(current.value)
-            except RecordConflict:
-                continue
-        raise RecordConflict(part_key)
-
     async def list_parts(self, bucket: str, upload_id: str) -> list[PartRecord]:
-        records = await self.records.scan(part_prefix(bucket, upload_id))
-        parts = [PartRecord.model_validate_json(r.value) for r in records]
+        records = await self.records(bucket).scan(_parts_prefix(upload_id))
+        parts: list[PartRecord] = [_parse(PartRecord, r.value, r.key) for r in records]
         parts.sort(key=lambda p: p.number)
         return parts
 
     async def list_uploads(self, bucket: str) -> list[UploadRecord]:
         await self.store.head_bucket(bucket)
-        records = await self.records.scan(f"u.{naming.nats_bucket(bucket)}.")
-        uploads = [UploadRecord.model_validate_json(r.value) for r in records]
-        uploads = [u for u in uploads if u.completed_etag is None]
+        uploads: list[UploadRecord] = [
+            _parse(UploadRecord, r.value, r.key) for r in await self.records(bucket).scan("U.")
+        ]
         uploads.sort(key=lambda u: (u.key.encode(), u.initiated_at))
         return uploads
 
     async def abort(self, bucket: str, key: str | None, upload_id: str) -> None:
-        revision, upload = await self.get_upload(bucket, key, upload_id)
-        if upload.completed_etag is not None:
-            raise UploadNotFound(upload_id)
-        # The session goes first, so parts still arriving see NoSuchUpload and clean up after themselves.
-        await self.records.delete(_upload_key(bucket, upload_id), revision)
-        await self._drop_parts(bucket, upload_id, keep=set())
+        revision, _ = await self._open_upload(bucket, key, upload_id)
+        await self._end_upload(bucket, upload_id, revision, keep=set())
 
-    async def _drop_parts(self, bucket: str, upload_id: str, keep: set[str]) -> None:
-        for record in await self.records.scan(part_prefix(bucket, upload_id)):
-            part = PartRecord.model_validate_json(record.value)
-            if part.nuid not in keep:
-                await self.store.purge_chunks(bucket, part.nuid)
-            await self.records.delete(record.key, record.revision)
+    async def _end_upload(self, bucket: str, upload_id: str, revision: int, keep: set[str]) -> None:
+        """Remove an upload record that is still at `revision` (UploadNotFound if it changed), claiming
+        the chunks of every part not in `keep` first, then drop the part records."""
+        records = self.records(bucket)
+        nb = naming.nats_bucket(bucket)
+        parts = await self.list_parts(bucket, upload_id)
+        specs = [ClaimSpec(p.nuid, None, [part_owner(upload_id, p.number)]) for p in parts if p.nuid not in keep]
+        claims = await send_claims(self.store.publisher, nb, specs)
+        if self.store.pauses.active:
+            await self.store.pauses.reach("end_upload.before_delete")
+        try:
+            tomb = await records.delete(_upload_key(upload_id), revision)
+        except RecordConflict:
+            claims.abandon()
+            raise UploadNotFound(upload_id) from None
+        await claims.confirm()
+        await records.purge_through(_upload_key(upload_id), tomb)
+        await records.purge_all(_parts_prefix(upload_id))
 
     async def complete(
         self,
@@ -230,86 +298,168 @@ class MultipartStore:
         finalize: Finalize,
     ) -> ObjectInfo:
         """Commit the object from the listed parts (number, unquoted ETag), ascending and validated."""
-        revision, upload = await self.get_upload(bucket, key, upload_id)
-        if upload.completed_etag is not None:
-            return await self._already_completed(bucket, key, upload, requested)
-        stored = {p.number: p for p in await self.list_parts(bucket, upload_id)}
-        chosen: list[PartRecord] = []
-        for number, etag in requested:
-            part = stored.get(number)
-            if part is None or part.etag != etag:
-                raise InvalidPart(str(number))
-            chosen.append(part)
-        for part in chosen[:-1]:
-            if part.size < MIN_PART_SIZE:
-                raise PartTooSmall(str(part.number))
-        checksum = finalize(chosen)
-        etag = multipart_etag(chosen)
-        nb = naming.nats_bucket(bucket)
-        metadata = {META_ETAG: etag, META_PARTS: encode_parts([p.ref for p in chosen])}
-        if checksum is not None:
-            metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
-        doc = StoredObjectInfo(
-            name=key,
-            bucket=nb,
-            nuid="",  # no single chunk subject: plain Object Store clients cannot read multipart objects
-            size=sum(p.size for p in chosen),
-            mtime=format_mtime(datetime.now(UTC)),
-            chunks=sum(p.chunks for p in chosen),
-            digest="",
-            headers={name: [value] for name, value in upload.headers.items()},
-            metadata=metadata,
-        )
-        # Mark the session completed before the object appears: a crash in between leaves a session
-        # that a retried Complete finishes, never an object whose parts a later abort would free.
-        marked = upload.model_copy(update={"completed_etag": etag, "completed_at": format_mtime(datetime.now(UTC))})
+        records = self.records(bucket)
         try:
-            await self.records.update(_upload_key(bucket, upload_id), marked.model_dump_json().encode(), revision)
-        except RecordConflict:
-            raise UploadNotFound(upload_id) from None
-        seq, replaced = await self.store.commit_meta(bucket, key, doc, None)
-        keep = {p.nuid for p in chosen}
-        if replaced is not None:
-            for nuid in set(chunk_nuids(replaced)) - keep:
-                await self.store.purge_chunks(bucket, nuid)
-        await self._drop_parts(bucket, upload_id, keep=keep)
-        return to_object_info(doc, key, bucket, seq)
+            revision, upload = await self.get_upload(bucket, key, upload_id)
+        except UploadNotFound:
+            return await self._already_completed(bucket, key, upload_id, requested)
+        if upload.state == COMPLETING:
+            since = parse_mtime(upload.completing_since or "")
+            if datetime.now(UTC) - since < COMPLETE_STALE or upload.plan is None or upload.plan_parts != requested:
+                raise UploadNotFound(upload_id)  # another Complete is finishing it
+            doc = upload.plan  # the Complete that marked it died: finish its work
+        else:
+            stored = {p.number: p for p in await self.list_parts(bucket, upload_id)}
+            chosen: list[PartRecord] = []
+            for number, etag in requested:
+                part = stored.get(number)
+                if part is None or part.etag != etag:
+                    raise InvalidPart(str(number))
+                chosen.append(part)
+            for part in chosen[:-1]:
+                if part.size < MIN_PART_SIZE:
+                    raise PartTooSmall(str(part.number))
+            checksum = finalize(chosen)
+            metadata = {META_ETAG: multipart_etag(chosen), META_PARTS: encode_parts([p.ref for p in chosen])}
+            if checksum is not None:
+                metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
+            doc = StoredObjectInfo(
+                name=key,
+                bucket=naming.nats_bucket(bucket),
+                nuid="",  # no single chunk subject: plain Object Store clients cannot read multipart objects
+                size=sum(p.size for p in chosen),
+                mtime=format_mtime(datetime.now(UTC)),
+                chunks=sum(p.chunks for p in chosen),
+                digest="",
+                headers={name: [value] for name, value in upload.headers.items()},
+                metadata=metadata,
+            )
+            # From here on no part can be replaced under this Complete, and Abort and expiry keep off.
+            marked = upload.model_copy(
+                update={"state": COMPLETING, "completing_since": format_mtime(datetime.now(UTC)), "plan": doc,
+                        "plan_parts": requested}
+            )  # fmt: skip
+            if self.store.pauses.active:
+                await self.store.pauses.reach("complete.before_mark")
+            try:
+                revision = await records.update(_upload_key(upload_id), marked.model_dump_json().encode(), revision)
+            except RecordConflict:
+                raise UploadNotFound(upload_id) from None
+            upload = marked
+        if self.store.pauses.active:
+            await self.store.pauses.reach("complete.marked")
+        chosen_parts = _plan_parts(doc, upload.plan_parts)
+        head = await self.store.read_head(bucket, key)
+        extra = {p.nuid: [part_owner(upload_id, number)] for number, p in chosen_parts}
+        try:
+            info = await self.store.commit(
+                bucket, key, doc, condition=None, head=head, uid=new_uid(), claimed_uid=None, extra_owners=extra
+            )
+        except BaseException:
+            # Give the upload back, so the client can retry Complete or abort it.
+            reopened = upload.model_copy(
+                update={"state": OPEN, "completing_since": None, "plan": None, "plan_parts": []}
+            )
+            try:
+                await records.update(_upload_key(upload_id), reopened.model_dump_json().encode(), revision)
+            except Exception as exc:  # a stale completing record is resumed or expired later
+                log.warning("could not reopen upload", extra={"upload_id": upload_id, "error": repr(exc)})
+            raise
+        if self.store.pauses.active:
+            await self.store.pauses.reach("complete.committed")
+        done = CompletedRecord(
+            key=key, upload_id=upload_id, etag=info.etag, version_id=info.version_id, parts=len(chosen_parts),
+            completed_at=format_mtime(datetime.now(UTC)),
+        )  # fmt: skip
+        await records.update(
+            _completed_key(upload_id),
+            done.model_dump_json().encode(),
+            await records.last_revision(_completed_key(upload_id)),
+        )
+        with contextlib.suppress(UploadNotFound):  # a resumed Complete finished it first
+            await self._end_upload(bucket, upload_id, revision, keep={p.nuid for _, p in chosen_parts})
+        return info
 
     async def _already_completed(
-        self, bucket: str, key: str, upload: UploadRecord, requested: list[tuple[int, str]]
+        self, bucket: str, key: str, upload_id: str, requested: list[tuple[int, str]]
     ) -> ObjectInfo:
+        """A retried Complete of an upload that completed: the same answer, while that version exists."""
+        if not upload_id.isalnum():
+            raise UploadNotFound(upload_id)
+        found = await self.records(bucket).get(_completed_key(upload_id))
+        if found is None:
+            raise UploadNotFound(upload_id)
+        done: CompletedRecord = _parse(CompletedRecord, found.value, f"completed upload {upload_id}")
+        if done.key != key or done.parts != len(requested):
+            raise UploadNotFound(upload_id)
         try:
-            info = await self.store.head_object(bucket, key)
-        except ObjectNotFound:
-            raise UploadNotFound(upload.upload_id) from None
-        if info.etag != upload.completed_etag or len(info.parts) != len(requested):
-            raise UploadNotFound(upload.upload_id)
+            info = await self.store.head_object(bucket, key, done.version_id)
+        except (ObjectNotFound, VersionNotFound):
+            raise UploadNotFound(upload_id) from None
+        if info.etag != done.etag:
+            raise UploadNotFound(upload_id)
         return info
 
     async def count_in_progress(self) -> int:
-        records = await self.records.scan("u.")
-        return sum(1 for r in records if UploadRecord.model_validate_json(r.value).completed_etag is None)
+        total = 0
+        for bucket in await self.store.list_buckets():
+            nb = naming.nats_bucket(bucket.name)
+            info = await self.store._api(
+                f"STREAM.INFO.{naming.stream_name(nb)}", {"subjects_filter": naming.upload_wildcard(nb)}
+            )
+            total += len((info.get("state") or {}).get("subjects") or {})
+        return total
 
-    async def expire(self, max_age: timedelta) -> int:
-        """Abort uploads initiated longer than `max_age` ago (any gateway may run this; it is idempotent)."""
+    async def expire(self, bucket: str, max_age: timedelta) -> int:
+        """Abort the bucket's uploads past their expiry (or, without one recorded, initiated longer than
+        `max_age` ago), settle the ones whose Complete died, and drop old completion records. Run by
+        the collector under its lease."""
+        records = self.records(bucket)
         now = datetime.now(UTC)
         aborted = 0
-        for record in await self.records.scan("u."):
+        for record in await records.scan("D."):
+            done: CompletedRecord = _parse(CompletedRecord, record.value, record.key)
+            if now - parse_mtime(done.completed_at) > COMPLETED_KEEP:
+                tomb = await records.delete(record.key, record.revision)
+                await records.purge_through(record.key, tomb)
+        for record in await records.scan("U."):
+            upload: UploadRecord = _parse(UploadRecord, record.value, record.key)
             try:
-                upload = UploadRecord.model_validate_json(record.value)
-            except ValueError:
-                continue
-            if upload.completed_etag is not None:
-                done = parse_mtime(upload.completed_at or upload.initiated)
-                if now - done > COMPLETED_KEEP:
-                    await self.records.delete(record.key, record.revision)
-                continue
-            if now - upload.initiated_at <= max_age:
-                continue
-            try:
-                await self.records.delete(record.key, record.revision)
-                await self._drop_parts(upload.bucket, upload.upload_id, keep=set())
-                aborted += 1
-            except Exception as exc:  # one bad upload must not stop the sweep
-                log.warning("expiring upload failed", extra={"upload_id": upload.upload_id, "error": repr(exc)})
+                expires = parse_mtime(upload.expires) if upload.expires else upload.initiated_at + max_age
+                if upload.state == OPEN and now > expires:
+                    await self._end_upload(bucket, upload.upload_id, record.revision, keep=set())
+                    aborted += 1
+                elif upload.state == COMPLETING and now - parse_mtime(upload.completing_since or "") > COMPLETE_STALE:
+                    await self._settle_dead_complete(bucket, upload, record.revision)
+            except (UploadNotFound, RecordConflict):
+                continue  # changed meanwhile: looked at again next time
         return aborted
+
+    async def _settle_dead_complete(self, bucket: str, upload: UploadRecord, revision: int) -> None:
+        """An upload whose Complete died after marking it: if the object was committed, it keeps its
+        parts; if not, the upload is aborted."""
+        plan = upload.plan
+        committed = False
+        if plan is not None:
+            etag = (plan.metadata or {}).get(META_ETAG)
+            head = await self.store.read_head(bucket, upload.key)
+            docs = [head.doc] if head is not None else []
+            history = await self.store.index.history(bucket)
+            for uid in history.uids_newest_first(upload.key):
+                found = await self.store.read_version(bucket, upload.key, uid)
+                if found is not None:
+                    docs.append(found.doc)
+            committed = any((d.metadata or {}).get(META_ETAG) == etag and (d.metadata or {}).get(META_PARTS)
+                            == (plan.metadata or {}).get(META_PARTS) for d in docs)  # fmt: skip
+        keep = {p.nuid for _, p in _plan_parts(plan, upload.plan_parts)} if committed and plan is not None else set()
+        log.warning(
+            "settling an upload whose Complete did not finish",
+            extra={"upload_id": upload.upload_id, "committed": committed},
+        )
+        await self._end_upload(bucket, upload.upload_id, revision, keep=keep)
+
+
+def _plan_parts(doc: StoredObjectInfo, numbers: list[tuple[int, str]]) -> list[tuple[int, PartRef]]:
+    """(part number, where its bytes are) of the parts a Complete chose, in order."""
+    refs = decode_parts((doc.metadata or {}).get(META_PARTS, ""))
+    return [(number, ref) for (number, _), ref in zip(numbers, refs, strict=False)]

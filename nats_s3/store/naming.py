@@ -42,9 +42,18 @@ def stream_name(nats_name: str) -> str:
     return f"OBJ_{nats_name}"
 
 
-def meta_subject(nats_name: str, key: str) -> str:
+def encode_key(key: str) -> str:
     # Same encoding as the NATS clients: URL-safe base64 with padding.
-    return f"$O.{nats_name}.M.{base64.urlsafe_b64encode(key.encode()).decode()}"
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def decode_key(token: str) -> str:
+    return base64.urlsafe_b64decode(token).decode()
+
+
+def meta_subject(nats_name: str, key: str) -> str:
+    """The key's latest version, in the Object Store format (what `nats object get` reads)."""
+    return f"$O.{nats_name}.M.{encode_key(key)}"
 
 
 def meta_wildcard(nats_name: str) -> str:
@@ -57,3 +66,64 @@ def chunk_subject(nats_name: str, nuid: str) -> str:
 
 def chunk_wildcard(nats_name: str) -> str:
     return f"$O.{nats_name}.C.>"
+
+
+# Beyond the Object Store format, the bucket's stream holds the gateway's own records (see README,
+# "How data is laid out in NATS"). Plain Object Store clients never look at these subjects.
+
+
+def version_subject(nats_name: str, key: str, uid: str) -> str:
+    """A version of `key` that is not its latest (or a copy of the latest, see store/versions.py)."""
+    return f"$O.{nats_name}.V.{encode_key(key)}.{uid}"
+
+
+def version_wildcard(nats_name: str) -> str:
+    return f"$O.{nats_name}.V.>"
+
+
+def claim_subject(nats_name: str, nuid: str) -> str:
+    """Reclamation claims about one chunk subject: who may still reference it (store/claims.py)."""
+    return f"$O.{nats_name}.G.{nuid}"
+
+
+def claim_wildcard(nats_name: str) -> str:
+    return f"$O.{nats_name}.G.>"
+
+
+def upload_subject(nats_name: str, upload_id: str) -> str:
+    """A multipart upload in progress (or being completed)."""
+    return f"$O.{nats_name}.U.{upload_id}"
+
+
+def upload_wildcard(nats_name: str) -> str:
+    return f"$O.{nats_name}.U.>"
+
+
+def completed_subject(nats_name: str, upload_id: str) -> str:
+    """A completed multipart upload, kept a while so a retried Complete gets the same answer."""
+    return f"$O.{nats_name}.D.{upload_id}"
+
+
+def completed_wildcard(nats_name: str) -> str:
+    return f"$O.{nats_name}.D.>"
+
+
+def part_subject(nats_name: str, upload_id: str, number: int) -> str:
+    return f"$O.{nats_name}.P.{upload_id}.{number:05d}"
+
+
+def part_wildcard(nats_name: str, upload_id: str) -> str:
+    return f"$O.{nats_name}.P.{upload_id}.>"
+
+
+def stream_subjects(nats_name: str) -> list[str]:
+    """Every subject a bucket's stream listens on."""
+    return [
+        chunk_wildcard(nats_name),
+        meta_wildcard(nats_name),
+        version_wildcard(nats_name),
+        claim_wildcard(nats_name),
+        upload_wildcard(nats_name),
+        completed_wildcard(nats_name),
+        f"$O.{nats_name}.P.>",
+    ]

@@ -1,71 +1,47 @@
-"""The NATS JetStream implementation of the store: buckets as Object Store streams, objects in its format."""
+"""The NATS JetStream implementation of the store: buckets as Object Store streams, objects and their
+versions in them (writes in store/writes.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import api as js_api
-from pydantic import ValidationError
+from nats.nuid import NUID
 
 from . import naming
-from .chunks import ChunkReader, ChunkWriter, WrittenChunks
+from .bucket_config import BucketConfigs
+from .chunks import ChunkReader
 from .errors import (
     BucketAlreadyExists,
+    BucketBusy,
     BucketNotEmpty,
     BucketNotFound,
     CorruptObject,
+    LatestIsDeleteMarker,
     ObjectNotFound,
-    PreconditionFailed,
     StoreUnavailable,
-    WriteConflict,
+    VersionIsDeleteMarker,
+    VersionNotFound,
 )
-from .jsapi import (
-    API_TIMEOUT,
-    ERR_NO_MESSAGE,
-    ERR_STREAM_NAME_IN_USE,
-    ERR_STREAM_NOT_FOUND,
-    ERR_WRONG_LAST_SEQUENCE,
-    js_request,
-)
-from .list_index import ListIndex, ListPage
-from .models import (
-    META_CHECKSUM,
-    META_ETAG,
-    META_SEQS,
-    BodyDigests,
-    BucketInfo,
-    Checksum,
-    ObjectInfo,
-    PartRef,
-    StoredObjectInfo,
-    StoredOptions,
-    WriteCondition,
-    chunk_nuids,
-    encode_seq_runs,
-    format_mtime,
-    parse_mtime,
-    to_object_info,
-)
+from .fence import lift_fence, raise_fence, still_fenced
+from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NAME_IN_USE, ERR_STREAM_NOT_FOUND, js_request
+from .list_index import ListIndex, ListPage, VersionPage
+from .models import BucketInfo, ObjectInfo, PartRef, parse_mtime
+from .pauses import PausePoints
+from .publisher import Publisher
+from .versions import NULL, Versioning, is_marker, is_version, nullv_of, s3_version_id
+from .writes import DeleteResult, Head, VersionedWrites, info_of, live_in_history, parse_doc
 
-COMMIT_RETRIES = 16
-
-BeforeCommit = Callable[[BodyDigests], Awaitable[Checksum | None]]
+__all__ = ["DeleteResult", "Head", "NatsStore"]
 
 
-def _digest_string(sha256: bytes) -> str:
-    return "SHA-256=" + base64.urlsafe_b64encode(sha256).decode()
-
-
-class NatsStore:
-    """Buckets, objects and listings over one NATS connection."""
+class NatsStore(VersionedWrites):
+    """Buckets, objects, versions and listings over one NATS connection."""
 
     def __init__(
         self,
@@ -78,11 +54,24 @@ class NatsStore:
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
+        self.publisher = Publisher(nc)
+        self.nuid = NUID()
         self.replicas = replicas
         self.chunk_size = chunk_size
         self.write_window = max(1, write_window_bytes // chunk_size)
         self.read_batch_bytes = read_batch_bytes
+        self.configs = BucketConfigs(nc, self.js, self.publisher, replicas)
         self.index = ListIndex(nc, self.js)
+        self.pauses = PausePoints()
+
+    async def start(self) -> None:
+        """Load the bucket configurations (and keep them current) before serving."""
+        await self.configs.start()
+
+    async def close(self) -> None:
+        await self.index.close()
+        await self.configs.close()
+        await self.publisher.close()
 
     # ---- JetStream API plumbing -------------------------------------------------------------
 
@@ -110,7 +99,7 @@ class NatsStore:
         config = js_api.StreamConfig(
             name=stream,
             description=f"nats-s3 bucket {bucket}",
-            subjects=[naming.chunk_wildcard(nb), naming.meta_wildcard(nb)],
+            subjects=naming.stream_subjects(nb),
             storage=js_api.StorageType.FILE,
             num_replicas=self.replicas,
             discard=js_api.DiscardPolicy.NEW,
@@ -123,16 +112,36 @@ class NatsStore:
             if err.get("err_code") == ERR_STREAM_NAME_IN_USE:
                 raise BucketAlreadyExists(bucket)
             raise StoreUnavailable(f"create stream {stream}: {err.get('description')}")
-        return BucketInfo(bucket, _parse_created(resp.get("created")))
+        info = BucketInfo(bucket, _parse_created(resp.get("created")))
+        await self.configs.create(bucket, info.created)
+        return info
 
-    async def head_bucket(self, bucket: str) -> BucketInfo:
+    async def _stream_info(self, bucket: str) -> dict[str, Any]:
         stream = naming.stream_name(naming.nats_bucket(bucket))
         resp = await self._api(f"STREAM.INFO.{stream}")
         if err := resp.get("error"):
             if err.get("err_code") == ERR_STREAM_NOT_FOUND:
                 raise BucketNotFound(bucket)
             raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
-        return BucketInfo(bucket, _parse_created(resp.get("created")))
+        return resp
+
+    async def head_bucket(self, bucket: str) -> BucketInfo:
+        return BucketInfo(bucket, _parse_created((await self._stream_info(bucket)).get("created")))
+
+    async def ensure_ready(self, bucket: str) -> None:
+        """Before a write: a bucket made by an earlier gateway version gets the subjects and the
+        configuration record this one uses. Known buckets cost nothing."""
+        if self.configs.known(bucket):
+            return
+        info = await self._stream_info(bucket)
+        config = info["config"]
+        wanted = naming.stream_subjects(naming.nats_bucket(bucket))
+        if set(wanted) - set(config.get("subjects") or []):
+            stream = config["name"]
+            resp = await self._api(f"STREAM.UPDATE.{stream}", {**config, "subjects": wanted})
+            if err := resp.get("error"):
+                raise StoreUnavailable(f"updating the subjects of {stream}: {err.get('description')}")
+        await self.configs.adopt(bucket, _parse_created(info.get("created")))
 
     async def list_buckets(self) -> list[BucketInfo]:
         buckets = [BucketInfo(name, _parse_created(info.get("created"))) async for name, info in self._bucket_streams()]
@@ -164,56 +173,117 @@ class NatsStore:
             if not streams or offset >= int(resp.get("total", 0)):
                 return
 
+    async def _check_empty(self, bucket: str) -> None:
+        """BucketNotEmpty while any version or delete marker is left (uploads in progress go with the bucket)."""
+        index = await self.index.current(bucket)
+        if len(index) or index.markers:
+            raise BucketNotEmpty(bucket)
+        history = await self.index.history(bucket)
+        if history.any_live(index):
+            raise BucketNotEmpty(bucket)
+
     async def delete_bucket(self, bucket: str) -> None:
+        """Delete an empty bucket. Writes are fenced off while emptiness is checked (store/fence.py), so
+        a write acknowledged through any gateway is either seen by the check or refused."""
         stream = naming.stream_name(naming.nats_bucket(bucket))
         await self.head_bucket(bucket)
-        if len(await self.index.current(bucket)):
-            raise BucketNotEmpty(bucket)
-        await self.index.forget(bucket)
-        resp = await self._api(f"STREAM.DELETE.{stream}")
-        if err := resp.get("error"):
-            if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-                raise BucketNotFound(bucket)
-            raise StoreUnavailable(f"delete stream {stream}: {err.get('description')}")
+        await self._check_empty(bucket)  # the common refusal, without touching the stream
+        fence = await raise_fence(self.nc, stream)
+        deleted = False
+        try:
+            if self.pauses.active:
+                await self.pauses.reach("delete_bucket.fenced")
+            await self._check_empty(bucket)
+            if not await still_fenced(self.nc, stream, fence):
+                raise BucketBusy(bucket)  # another DeleteBucket took over, or ours took too long
+            await self.index.forget(bucket)
+            resp = await self._api(f"STREAM.DELETE.{stream}")
+            if err := resp.get("error"):
+                if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                    raise BucketNotFound(bucket)
+                raise StoreUnavailable(f"delete stream {stream}: {err.get('description')}")
+            deleted = True
+        finally:
+            if not deleted:
+                with contextlib.suppress(BucketNotFound, StoreUnavailable):
+                    await lift_fence(self.nc, stream, fence.token)
+        await self.configs.forget(bucket)
 
-    # ---- object metadata ----------------------------------------------------------------------
+    # ---- versioning ------------------------------------------------------------------------------
 
-    async def last_meta(self, bucket: str, key: str) -> tuple[int, StoredObjectInfo] | None:
-        """The key's current meta message, read from the stream leader.
+    def versioning(self, bucket: str) -> Versioning:
+        return self.configs.versioning(bucket)
+
+    async def set_versioning(self, bucket: str, state: Versioning) -> None:
+        await self.ensure_ready(bucket)
+
+        def change(config: Any) -> Any:
+            config.versioning = state.value
+            return config
+
+        await self.configs.update(bucket, change)
+
+    # ---- reading metadata -------------------------------------------------------------------------
+
+    async def _last_on(self, bucket: str, subject: str) -> Head | None:
+        """The last message on a subject of the bucket's stream, read from the stream leader.
 
         The leader, not a direct get that any replica may answer, so that a read right after a write
-        (through this gateway or another) sees it, and conditional writes compare against the truth.
+        (through this gateway or another) sees it, and compare-and-set writes compare with the truth.
         """
-        nb = naming.nats_bucket(bucket)
-        stream = naming.stream_name(nb)
-        resp = await self._api(f"STREAM.MSG.GET.{stream}", {"last_by_subj": naming.meta_subject(nb, key)})
+        stream = naming.stream_name(naming.nats_bucket(bucket))
+        resp = await self._api(f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})
         if err := resp.get("error"):
             code = err.get("err_code")
             if code == ERR_NO_MESSAGE:
                 return None
             if code == ERR_STREAM_NOT_FOUND:
                 raise BucketNotFound(bucket)
-            raise StoreUnavailable(f"meta of {bucket}/{key}: {err.get('description')}")
+            raise StoreUnavailable(f"{subject}: {err.get('description')}")
         message = resp.get("message") or {}
+        data = base64.b64decode(message.get("data") or "")
         try:
-            doc = StoredObjectInfo.model_validate_json(base64.b64decode(message.get("data") or ""))
-        except (ValidationError, ValueError) as exc:
-            raise CorruptObject(f"unreadable meta for {bucket}/{key}") from exc
-        return int(message.get("seq", 0)), doc
+            doc = parse_doc(data, subject)
+        except Exception as exc:
+            raise CorruptObject(f"unreadable record {subject}") from exc
+        return Head(int(message.get("seq", 0)), doc)
 
-    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        found = await self.last_meta(bucket, key)
-        if found is None or found[1].deleted:
-            raise ObjectNotFound(key)
-        seq, doc = found
-        if doc.options and doc.options.link:
-            raise ObjectNotFound(key)  # links to other stores are not served over S3
-        return to_object_info(doc, key, bucket, seq)
+    async def read_head(self, bucket: str, key: str) -> Head | None:
+        """The key's meta message: its latest version, a deletion, or None."""
+        return await self._last_on(bucket, naming.meta_subject(naming.nats_bucket(bucket), key))
 
-    # ---- reading ------------------------------------------------------------------------------
+    async def read_version(self, bucket: str, key: str, uid: str) -> Head | None:
+        return await self._last_on(bucket, naming.version_subject(naming.nats_bucket(bucket), key, uid))
+
+    async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
+        """The latest version of a key, or the version `version_id`."""
+        head = await self.read_head(bucket, key)
+        latest = head.doc if head is not None and is_version(head.doc) else None
+        if version_id is None:
+            if head is None or latest is None or (latest.options and latest.options.link):
+                raise ObjectNotFound(key)  # links to other stores are not served over S3
+            if is_marker(latest):
+                raise LatestIsDeleteMarker(key, s3_version_id(latest), parse_mtime(latest.mtime))
+            return info_of(head, key, bucket, latest=True)
+        found: Head | None = None
+        if head is not None and latest is not None and s3_version_id(latest) == version_id:
+            found, is_latest = head, True
+        else:
+            uid = (nullv_of(latest) if latest is not None else None) if version_id == NULL else version_id
+            found = await self.read_version(bucket, key, uid) if uid is not None else None
+            if found is None or not live_in_history(found.doc, latest):
+                raise VersionNotFound(key)
+            is_latest = False
+        if is_marker(found.doc):
+            raise VersionIsDeleteMarker(key, version_id, parse_mtime(found.doc.mtime))
+        return info_of(found, key, bucket, latest=is_latest)
+
+    # ---- reading bytes ------------------------------------------------------------------------
 
     def read_object(self, info: ObjectInfo, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
-        """Bytes [start, end] (inclusive) of an object found by head_object; reads no chunk before start."""
+        """Bytes [start, end] (inclusive) of an object version found by head_object; reads no chunk
+        before start. A version overwritten or deleted meanwhile is still read in full: its chunks
+        stay until the collector's grace period has passed."""
         last = info.size - 1 if end is None else min(end, info.size - 1)
         return self._read(info, start, last)
 
@@ -270,165 +340,6 @@ class NatsStore:
         if pos <= last:
             raise CorruptObject(f"{info.bucket}/{info.key}: stored chunks end at {pos} of {part.size}")
 
-    # ---- writing ------------------------------------------------------------------------------
-
-    async def put_object(
-        self,
-        bucket: str,
-        key: str,
-        body: AsyncIterator[bytes],
-        headers: dict[str, str],
-        *,
-        before_commit: BeforeCommit | None = None,
-        condition: WriteCondition | None = None,
-    ) -> ObjectInfo:
-        """Stream `body` into new chunks, then commit the meta; the old version's chunks go after.
-
-        Nothing is visible until the meta message lands, and a failure anywhere purges the new
-        chunks, so the previous version stays intact. `before_commit` sees the body's digests and
-        may refuse the write by raising; it returns the checksum to record, if any.
-        """
-        nb = naming.nats_bucket(bucket)
-        # Fails fast on a missing bucket or an unmet condition, before any body byte is read.
-        current = await self.last_meta(bucket, key)
-        if condition is not None:
-            self._check_condition(current, condition, key)
-        nuid, written = await self.write_chunks(bucket, body)
-        try:
-            checksum = None
-            if before_commit is not None:
-                checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
-            metadata = {META_ETAG: written.md5.hex(), META_SEQS: encode_seq_runs(written.runs)}
-            if checksum is not None:
-                metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
-            doc = StoredObjectInfo(
-                name=key,
-                bucket=nb,
-                nuid=nuid,
-                size=written.size,
-                mtime=format_mtime(datetime.now(UTC)),
-                chunks=written.chunks,
-                digest=_digest_string(written.sha256),
-                headers={name: [value] for name, value in headers.items()},
-                metadata=metadata,
-                options=StoredOptions(max_chunk_size=self.chunk_size),
-            )
-            seq, replaced = await self.commit_meta(bucket, key, doc, condition)
-        except BaseException:
-            await asyncio.shield(self.purge_chunks(bucket, nuid))
-            raise
-        if replaced is not None:
-            await self.purge_object_chunks(bucket, replaced, keep=nuid)
-        return to_object_info(doc, key, bucket, seq)
-
-    async def write_chunks(self, bucket: str, body: AsyncIterator[bytes]) -> tuple[str, WrittenChunks]:
-        """Stream a body onto a fresh chunk subject of the bucket; on any failure its chunks are purged."""
-        nb = naming.nats_bucket(bucket)
-        stream = naming.stream_name(nb)
-        nuid = self.nc._nuid.next().decode()
-        subject = naming.chunk_subject(nb, nuid)
-        writer = ChunkWriter(self.js, subject, stream, self.chunk_size, self.write_window)
-        try:
-            return nuid, await writer.write_all(body)
-        except BaseException:
-            await asyncio.shield(self._purge_quietly(stream, subject))
-            raise
-
-    async def purge_chunks(self, bucket: str, nuid: str) -> None:
-        nb = naming.nats_bucket(bucket)
-        await self._purge_quietly(naming.stream_name(nb), naming.chunk_subject(nb, nuid))
-
-    async def purge_object_chunks(self, bucket: str, doc: StoredObjectInfo, keep: str | None = None) -> None:
-        for nuid in chunk_nuids(doc):
-            if nuid != keep:
-                await self.purge_chunks(bucket, nuid)
-
-    @staticmethod
-    def _check_condition(found: tuple[int, StoredObjectInfo] | None, condition: WriteCondition, key: str) -> None:
-        live = found is not None and not found[1].deleted
-        if condition.if_none_match_star and live:
-            raise PreconditionFailed(key)
-        if condition.if_match is not None:
-            if not live or found is None:
-                raise ObjectNotFound(key)
-            current = to_object_info(found[1], key, "", found[0]).etag
-            if condition.if_match != "*" and condition.if_match != current:
-                raise PreconditionFailed(key)
-
-    async def commit_meta(
-        self, bucket: str, key: str, doc: StoredObjectInfo, condition: WriteCondition | None
-    ) -> tuple[int, StoredObjectInfo | None]:
-        """Publish the meta as the subject's only message, expecting the version we last saw.
-
-        Returns the new sequence and the live version replaced (whose chunks the caller purges).
-        Expecting the last subject sequence makes concurrent writers serialise: each one learns
-        exactly which version it replaced, so no chunks are orphaned by a lost race.
-        """
-        payload = doc.model_dump_json(exclude_none=True).encode()
-        for _ in range(COMMIT_RETRIES):
-            found = await self.last_meta(bucket, key)
-            if condition is not None:
-                self._check_condition(found, condition, key)
-            seq = await self._publish_meta(bucket, key, payload, found[0] if found else 0)
-            if seq is None:
-                continue
-            replaced = found[1] if found and not found[1].deleted else None
-            return seq, replaced
-        if condition is not None:
-            raise PreconditionFailed(key)
-        raise WriteConflict(key)
-
-    async def _publish_meta(self, bucket: str, key: str, payload: bytes, expected: int) -> int | None:
-        """Publish a meta message as its subject's only one, if the subject is still at `expected`.
-
-        Returns the new sequence, or None when another writer got there first.
-        """
-        nb = naming.nats_bucket(bucket)
-        headers = {"Nats-Rollup": "sub", "Nats-Expected-Last-Subject-Sequence": str(expected)}
-        try:
-            ack = await self.js.publish(naming.meta_subject(nb, key), payload, timeout=API_TIMEOUT, headers=headers)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
-                return None
-            raise StoreUnavailable(f"meta publish: {exc.description}") from exc
-        except nats.errors.NoRespondersError as exc:
-            raise BucketNotFound(bucket) from exc
-        except (nats.errors.TimeoutError, nats.errors.Error) as exc:
-            raise StoreUnavailable(f"meta publish: {exc!r}") from exc
-        return int(ack.seq)
-
-    async def update_headers(self, bucket: str, key: str, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
-        """Rewrite an object's stored headers in place (same bytes, same ETag), compare-and-set."""
-        for _ in range(COMMIT_RETRIES):
-            found = await self.last_meta(bucket, key)
-            if found is None or found[1].deleted:
-                raise ObjectNotFound(key)
-            seq, doc = found
-            current = {name.lower(): values[0] for name, values in (doc.headers or {}).items() if values}
-            updated = doc.model_copy(update={"headers": {n: [v] for n, v in change(current).items()}})
-            if await self._publish_meta(bucket, key, updated.model_dump_json(exclude_none=True).encode(), seq):
-                return
-        raise WriteConflict(key)
-
-    async def _purge_quietly(self, stream: str, subject: str) -> None:
-        # A failed purge leaves unreachable chunks (no meta points at them), never a broken object.
-        with contextlib.suppress(Exception):
-            await self._api(f"STREAM.PURGE.{stream}", {"filter": subject})
-
-    async def delete_object(self, bucket: str, key: str) -> None:
-        nb = naming.nats_bucket(bucket)
-        for _ in range(COMMIT_RETRIES):
-            found = await self.last_meta(bucket, key)
-            if found is None or found[1].deleted:
-                return
-            seq, doc = found
-            marker = StoredObjectInfo(name=key, bucket=nb, nuid=doc.nuid, deleted=True, mtime="")
-            if await self._publish_meta(bucket, key, marker.model_dump_json(exclude_none=True).encode(), seq) is None:
-                continue
-            await self.purge_object_chunks(bucket, doc)
-            return
-        raise WriteConflict(key)
-
     # ---- listing ------------------------------------------------------------------------------
 
     async def list_page(self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int) -> ListPage:
@@ -438,8 +349,12 @@ class NatsStore:
             return ListPage([], [], index.has_more(prefix, after), None)
         return index.page(prefix, delimiter, after, max_keys)
 
-    async def close(self) -> None:
-        await self.index.close()
+    async def list_versions_page(
+        self, bucket: str, prefix: str, delimiter: str, key_marker: str, version_marker: str | None, max_keys: int
+    ) -> VersionPage:
+        """One page of ListObjectVersions: every version and delete marker in key order, newest first."""
+        index, history = await self.index.current_with_history(bucket)
+        return history.versions_page(index, prefix, delimiter, key_marker, version_marker, max_keys)
 
 
 def _parse_created(value: Any) -> datetime:

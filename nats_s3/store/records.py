@@ -1,4 +1,8 @@
-"""The gateway's own records in a NATS KV bucket, read from the stream leader and written compare-and-set."""
+"""Small JSON records on the subjects of a stream, read from the stream leader and written compare-and-set.
+
+Records use the NATS KV conventions (a `KV-Operation` header marks a deletion), so the gateway's own
+KV bucket can be inspected with `nats kv`, and the same code keeps records inside a bucket's stream.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from nats.aio.msg import Msg
 from nats.js import api as js_api
 from nats.js.client import JetStreamContext
 
-from .errors import StoreUnavailable
-from .jsapi import API_TIMEOUT, ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, ERR_WRONG_LAST_SEQUENCE, js_request
+from .errors import BucketNotFound, StoreUnavailable
+from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, ERR_WRONG_LAST_SEQUENCE, js_request
+from .publisher import NoStream, Publisher, PublishRejected
 
 SCAN_TIMEOUT = 30.0
 
@@ -31,22 +36,144 @@ class Record:
     value: bytes
 
 
-class RecordStore:
-    """A KV bucket in the standard format (so `nats kv` can inspect it), accessed strongly:
+class Records:
+    """Records `<prefix><key>` in one stream; every write states the revision it replaces, so two
+    gateways can never both believe they made the same change."""
 
-    gets go to the stream leader rather than any replica, and every write states the revision it
-    replaces, so two gateways can never both believe they own the same change.
-    """
-
-    def __init__(self, nc: NatsClient, js: JetStreamContext, bucket: str, replicas: int) -> None:
+    def __init__(self, nc: NatsClient, js: JetStreamContext, publisher: Publisher, stream: str, prefix: str) -> None:
         self._nc = nc
         self._js = js
+        self._publisher = publisher
+        self.stream = stream
+        self.prefix = prefix
+
+    async def ensure(self) -> None:
+        """Make sure the stream exists (the KV bucket creates itself; a bucket's stream must already be there)."""
+
+    def _missing(self) -> Exception:
+        return BucketNotFound(self.stream)
+
+    async def _last(self, key: str) -> dict | None:
+        resp = await js_request(self._nc, f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": self.prefix + key})
+        if err := resp.get("error"):
+            if err.get("err_code") == ERR_NO_MESSAGE:
+                return None
+            if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                raise self._missing()
+            raise StoreUnavailable(f"record {key}: {err.get('description')}")
+        message: dict = resp["message"]
+        return message
+
+    async def get(self, key: str) -> Record | None:
+        await self.ensure()
+        message = await self._last(key)
+        if message is None:
+            return None
+        headers = base64.b64decode(message.get("hdrs") or "")
+        if b"KV-Operation" in headers:
+            return None  # deleted or purged
+        return Record(key, int(message["seq"]), base64.b64decode(message.get("data") or ""))
+
+    async def last_revision(self, key: str) -> int:
+        """The sequence of the key's last message, deletions included (0: none)."""
+        message = await self._last(key)
+        return int(message["seq"]) if message else 0
+
+    async def _publish(self, key: str, value: bytes, expected: int, headers: dict[str, str] | None = None) -> int:
+        hdrs = {"Nats-Expected-Last-Subject-Sequence": str(expected), **(headers or {})}
+        try:
+            ack = await self._publisher.request(self.prefix + key, value, hdrs)
+        except PublishRejected as exc:
+            if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
+                raise RecordConflict(key) from exc
+            raise StoreUnavailable(f"record {key}: {exc.description}") from exc
+        except NoStream:
+            raise self._missing() from None
+        return ack.seq
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write a record that must not exist yet (a deleted one counts as absent)."""
+        await self.ensure()
+        message = await self._last(key)
+        if message is not None and b"KV-Operation" not in base64.b64decode(message.get("hdrs") or ""):
+            raise RecordConflict(key)
+        return await self._publish(key, value, int(message["seq"]) if message else 0)
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        return await self._publish(key, value, revision)
+
+    async def delete(self, key: str, revision: int) -> int:
+        """Delete the record if it is still at `revision` (RecordConflict otherwise); returns the
+        sequence of the deletion mark, which `purge_through` can then remove."""
+        return await self._publish(key, b"", revision, {"KV-Operation": "PURGE", "Nats-Rollup": "sub"})
+
+    async def purge_through(self, key: str, seq: int) -> None:
+        """Drop the key's messages up to and including `seq` (a newer write survives)."""
+        resp = await js_request(self._nc, f"STREAM.PURGE.{self.stream}", {"filter": self.prefix + key, "seq": seq + 1})
+        if (err := resp.get("error")) and err.get("err_code") != ERR_STREAM_NOT_FOUND:
+            raise StoreUnavailable(f"purging record {key}: {err.get('description')}")
+
+    async def purge_all(self, key_prefix: str) -> None:
+        """Drop every record under `key_prefix` (which ends at a '.' boundary), deletions included."""
+        resp = await js_request(self._nc, f"STREAM.PURGE.{self.stream}", {"filter": f"{self.prefix}{key_prefix}>"})
+        if (err := resp.get("error")) and err.get("err_code") != ERR_STREAM_NOT_FOUND:
+            raise StoreUnavailable(f"purging records {key_prefix}: {err.get('description')}")
+
+    async def scan(self, key_prefix: str = "") -> list[Record]:
+        """Every live record whose key starts with `key_prefix` (which must end at a '.' boundary)."""
+        await self.ensure()
+        subject = self.prefix + key_prefix + ">"
+        info = await js_request(self._nc, f"STREAM.INFO.{self.stream}", {"subjects_filter": subject})
+        if (err := info.get("error")) and err.get("err_code") == ERR_STREAM_NOT_FOUND:
+            raise self._missing()
+        if not (info.get("state") or {}).get("subjects"):
+            return []
+        records: list[Record] = []
+        done = asyncio.get_running_loop().create_future()
+
+        async def on_msg(msg: Msg) -> None:
+            meta = msg.metadata
+            if not (msg.headers and "KV-Operation" in msg.headers):
+                records.append(Record(msg.subject[len(self.prefix) :], meta.sequence.stream, msg.data))
+            if meta.num_pending == 0 and not done.done():
+                done.set_result(None)
+
+        try:
+            sub = await self._js.subscribe(
+                subject,
+                stream=self.stream,
+                ordered_consumer=True,
+                deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT,
+                cb=on_msg,
+                pending_msgs_limit=-1,
+            )
+        except nats.js.errors.NotFoundError:
+            raise self._missing() from None
+        except nats.errors.Error as exc:
+            raise StoreUnavailable(f"scanning {subject}: {exc!r}") from exc
+        try:
+            await asyncio.wait_for(done, SCAN_TIMEOUT)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"scanning {subject} timed out") from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return records
+
+
+class KvRecords(Records):
+    """The gateway's own KV bucket (created on first use, with `replicas`)."""
+
+    def __init__(self, nc: NatsClient, js: JetStreamContext, publisher: Publisher, bucket: str, replicas: int) -> None:
+        super().__init__(nc, js, publisher, f"KV_{bucket}", f"$KV.{bucket}.")
         self.bucket = bucket
-        self.stream = f"KV_{bucket}"
-        self._prefix = f"$KV.{bucket}."
         self._replicas = replicas
         self._ready = False
         self._lock = asyncio.Lock()
+
+    def _missing(self) -> Exception:
+        self._ready = False
+        return StoreUnavailable(f"KV bucket {self.bucket} is missing")
 
     async def ensure(self) -> None:
         if self._ready:
@@ -62,7 +189,7 @@ class RecordStore:
                         js_api.KeyValueConfig(bucket=self.bucket, history=1, replicas=self._replicas)
                     )
             elif resp.get("error"):
-                raise StoreUnavailable(f"records bucket {self.bucket}: {resp['error'].get('description')}")
+                raise StoreUnavailable(f"KV bucket {self.bucket}: {resp['error'].get('description')}")
             self._ready = True
 
     async def present(self) -> bool:
@@ -71,90 +198,3 @@ class RecordStore:
         except StoreUnavailable:
             return False
         return "error" not in resp
-
-    async def get(self, key: str) -> Record | None:
-        await self.ensure()
-        resp = await js_request(self._nc, f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": self._prefix + key})
-        if err := resp.get("error"):
-            if err.get("err_code") == ERR_NO_MESSAGE:
-                return None
-            raise StoreUnavailable(f"record {key}: {err.get('description')}")
-        message = resp["message"]
-        headers = base64.b64decode(message.get("hdrs") or "")
-        if b"KV-Operation" in headers:
-            return None  # deleted or purged
-        return Record(key, int(message["seq"]), base64.b64decode(message.get("data") or ""))
-
-    async def _publish(self, key: str, value: bytes, expected: int, headers: dict[str, str] | None = None) -> int:
-        hdrs = {"Nats-Expected-Last-Subject-Sequence": str(expected), **(headers or {})}
-        try:
-            ack = await self._js.publish(self._prefix + key, value, timeout=API_TIMEOUT, headers=hdrs)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
-                raise RecordConflict(key) from exc
-            raise StoreUnavailable(f"record {key}: {exc.description}") from exc
-        except (nats.errors.TimeoutError, nats.errors.Error) as exc:
-            raise StoreUnavailable(f"record {key}: {exc!r}") from exc
-        return int(ack.seq)
-
-    async def create(self, key: str, value: bytes) -> int:
-        """Write a record that must not exist yet (a deleted one counts as absent)."""
-        await self.ensure()
-        current = await self._last_revision(key)
-        return await self._publish(key, value, current)
-
-    async def update(self, key: str, value: bytes, revision: int) -> int:
-        return await self._publish(key, value, revision)
-
-    async def delete(self, key: str, revision: int | None = None) -> None:
-        """Remove a record (purging its history); with `revision`, only if it is still that one."""
-        await self.ensure()
-        expected = revision if revision is not None else await self._last_revision(key)
-        if expected == 0:
-            return
-        with contextlib.suppress(RecordConflict):
-            await self._publish(key, b"", expected, {"KV-Operation": "PURGE", "Nats-Rollup": "sub"})
-
-    async def _last_revision(self, key: str) -> int:
-        resp = await js_request(self._nc, f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": self._prefix + key})
-        if err := resp.get("error"):
-            if err.get("err_code") == ERR_NO_MESSAGE:
-                return 0
-            raise StoreUnavailable(f"record {key}: {err.get('description')}")
-        return int(resp["message"]["seq"])
-
-    async def scan(self, prefix: str) -> list[Record]:
-        """Every live record whose key starts with `prefix` (which must end at a '.' boundary)."""
-        await self.ensure()
-        subject = self._prefix + prefix + ">"
-        info = await js_request(self._nc, f"STREAM.INFO.{self.stream}", {"subjects_filter": subject})
-        if not (info.get("state") or {}).get("subjects"):
-            return []
-        records: list[Record] = []
-        done = asyncio.get_running_loop().create_future()
-
-        async def on_msg(msg: Msg) -> None:
-            meta = msg.metadata
-            if not (msg.headers and "KV-Operation" in msg.headers):
-                records.append(Record(msg.subject[len(self._prefix) :], meta.sequence.stream, msg.data))
-            if meta.num_pending == 0 and not done.done():
-                done.set_result(None)
-
-        try:
-            sub = await self._js.subscribe(
-                subject,
-                stream=self.stream,
-                ordered_consumer=True,
-                deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT,
-                cb=on_msg,
-            )
-        except nats.errors.Error as exc:
-            raise StoreUnavailable(f"scanning {prefix}: {exc!r}") from exc
-        try:
-            await asyncio.wait_for(done, SCAN_TIMEOUT)
-        except TimeoutError as exc:
-            raise StoreUnavailable(f"scanning {prefix} timed out") from exc
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        return records

@@ -1,0 +1,370 @@
+"""The collector: the one place chunks are freed, by one gateway at a time (it holds a lease).
+
+Requests leave claims (store/claims.py); a pass walks each bucket's claims oldest first and, for each
+chunk subject whose newest claim is older than the grace period, asks every owner the claims name
+whether it still references those chunks: a version of a key (its meta or version subject), or a
+part of an upload (its part record, or the plan of a Complete in progress). Only when none does, and
+no chunk was written within the grace period either, are the chunks purged; either way the claims
+are then dropped. Each check reads a handful of records by name, so a pass costs what it collects,
+not what the bucket holds. A record that does not parse stops the bucket's collection (logged, and
+in the metrics) instead of being guessed at. Multipart expiry runs here too, under the same lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from pydantic import ValidationError
+
+from . import naming
+from .claims import Claim, Owner
+from .errors import BucketNotFound, CorruptObject, StoreUnavailable, UnreadableRecord
+from .jsapi import API_PREFIX, ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, js_request
+from .lease import Lease
+from .models import chunk_nuids, parse_mtime
+from .multipart import COMPLETING, OPEN, MultipartStore, PartRecord, UploadRecord
+from .nats_store import NatsStore
+from .versions import is_gone, is_version, uid_of
+from .writes import live_in_history
+
+log = logging.getLogger("nats_s3.store.collector")
+
+BATCH = 256  # claims fetched per request
+PASS_BUDGET = 4096  # chunk subjects settled per bucket per pass
+CONCURRENCY = 16  # chunk subjects checked at once
+READ_TIMEOUT = 10.0
+EXPIRY_EVERY = 5.0  # seconds between multipart expiry sweeps
+
+
+@dataclass
+class CollectorStats:
+    passes: int = 0
+    freed_subjects: int = 0
+    settled_claims: int = 0
+    expired_uploads: int = 0
+    blocked: dict[str, str] = field(default_factory=dict)  # bucket -> the record that stopped it
+    lease_held: bool = False
+    last_pass_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    subject: str
+    seq: int
+    time: float  # the stream's timestamp, POSIX seconds
+    data: bytes
+
+
+class Collector:
+    def __init__(
+        self,
+        store: NatsStore,
+        multipart: MultipartStore,
+        lease: Lease,
+        *,
+        grace: float,
+        multipart_expiry: float,
+    ) -> None:
+        self.store = store
+        self.multipart = multipart
+        self.lease = lease
+        self.grace = grace
+        self.multipart_expiry = multipart_expiry
+        self.stats = CollectorStats()
+        self._last_expiry = 0.0
+
+    @property
+    def _nc(self) -> NatsClient:
+        return self.store.nc
+
+    async def run(self, interval: float) -> None:
+        """Forever: keep trying for the lease (renewing it while held); whoever holds it makes a pass
+        every `interval`."""
+        renewer = asyncio.get_running_loop().create_task(self._keep_lease())
+        try:
+            while True:
+                if self.lease.held:
+                    try:
+                        await self.run_pass()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        log.warning("collector pass failed", extra={"error": repr(exc)})
+                await asyncio.sleep(interval)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewer
+            with contextlib.suppress(Exception):
+                await self.lease.release()
+
+    async def _keep_lease(self) -> None:
+        while True:
+            try:
+                held = await self.lease.acquire()
+                if held != self.stats.lease_held:
+                    log.info("collector lease " + ("taken" if held else "lost"), extra={"holder": self.lease.holder})
+                self.stats.lease_held = held
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.lease_held = False
+                log.debug("collector lease renewal failed", extra={"error": repr(exc)})
+            await asyncio.sleep(self.lease.ttl / 4)
+
+    async def run_pass(self) -> None:
+        started = time.monotonic()
+        buckets = [b.name for b in await self.store.list_buckets()]
+        # Each upload records when it expires; looking for them costs one stream info per bucket.
+        expiry_due = time.monotonic() - self._last_expiry >= EXPIRY_EVERY
+        for bucket in buckets:
+            if not self.lease.held:
+                return
+            try:
+                await self.collect_bucket(bucket)
+                if expiry_due:
+                    self.stats.expired_uploads += await self.multipart.expire(
+                        bucket, timedelta(seconds=self.multipart_expiry)
+                    )
+                self.stats.blocked.pop(bucket, None)
+            except UnreadableRecord as exc:
+                if self.stats.blocked.get(bucket) != str(exc):
+                    log.error(
+                        "collection stopped for a bucket: a record does not parse; nothing is freed there "
+                        "until it is repaired or removed",
+                        extra={"bucket": bucket, "record": str(exc)},
+                    )
+                self.stats.blocked[bucket] = str(exc)
+            except BucketNotFound:
+                self.stats.blocked.pop(bucket, None)
+            except Exception as exc:  # one bucket's trouble must not stop the others
+                log.warning("collecting a bucket failed", extra={"bucket": bucket, "error": repr(exc)})
+        for gone in set(self.stats.blocked) - set(buckets):
+            self.stats.blocked.pop(gone, None)
+        if expiry_due:
+            self._last_expiry = time.monotonic()
+        self.stats.passes += 1
+        self.stats.last_pass_seconds = time.monotonic() - started
+
+    async def collect_bucket(self, bucket: str) -> int:
+        """Settle the bucket's ripe claims, oldest first; returns how many chunk subjects were freed."""
+        nb = naming.nats_bucket(bucket)
+        stream = naming.stream_name(nb)
+        cutoff = time.time() - self.grace
+        seen: set[str] = set()
+        freed = 0
+        seq = 1
+        settled = 0
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def settle(nuid: str) -> bool:
+            async with limit:
+                return await self._settle(bucket, nb, stream, nuid, cutoff)
+
+        while settled < PASS_BUDGET:
+            batch = await self._direct_batch(stream, naming.claim_wildcard(nb), seq, BATCH)
+            if not batch:
+                break
+            ripe: list[str] = []
+            done = False
+            for msg in batch:
+                seq = msg.seq + 1
+                _parse_claim(msg)  # an unreadable claim stops the bucket here
+                if msg.time > cutoff:
+                    done = True  # every later claim is newer still
+                    break
+                nuid = msg.subject.rsplit(".", 1)[-1]
+                if nuid not in seen:
+                    seen.add(nuid)
+                    ripe.append(nuid)
+            results = await asyncio.gather(*(settle(n) for n in ripe))
+            freed += sum(results)
+            settled += len(ripe)
+            if done or len(batch) < BATCH:
+                break
+        return freed
+
+    async def _settle(self, bucket: str, nb: str, stream: str, nuid: str, cutoff: float) -> bool:
+        claims = await self._claims_of(stream, nb, nuid)
+        if not claims or max(m.time for m in claims) > cutoff:
+            return False  # a newer claim: its grace is not over yet
+        last_seq = claims[-1].seq
+        owners: list[tuple[str | None, Owner]] = []
+        for msg in claims:
+            claim = _parse_claim(msg)
+            owners.extend((claim.k, owner) for owner in claim.o)
+        if await self._referenced(bucket, nuid, owners):
+            await self._purge(stream, naming.claim_subject(nb, nuid), last_seq)
+            self.stats.settled_claims += len(claims)
+            return False
+        newest_chunk = await self._last(stream, naming.chunk_subject(nb, nuid))
+        if newest_chunk is not None and newest_chunk.time > cutoff:
+            return False  # still being written: an upload that takes longer than the grace period
+        if self.store.pauses.active:
+            await self.store.pauses.reach("collector.before_free")
+        latest_claim = await self._last(stream, naming.claim_subject(nb, nuid))
+        if latest_claim is None or latest_claim.seq != last_seq or not self.lease.held:
+            return False  # a claim arrived meanwhile (looked at next time), or the lease is going
+        await self._purge(stream, naming.chunk_subject(nb, nuid), None)
+        await self._tidy(bucket, nb, stream, owners)
+        await self._purge(stream, naming.claim_subject(nb, nuid), last_seq)
+        self.stats.settled_claims += len(claims)
+        self.stats.freed_subjects += 1
+        return True
+
+    async def _referenced(self, bucket: str, nuid: str, owners: list[tuple[str | None, Owner]]) -> bool:
+        """Whether any owner named still references the chunk subject `nuid`."""
+        for key, owner in owners:
+            if owner.u is not None and owner.n is not None:
+                found = await self._part_references(bucket, owner.u, owner.n, nuid)
+            elif owner.v is not None and key is not None:
+                found = await self._version_references(bucket, key, owner.v, nuid)
+            else:
+                found = False
+            if found:
+                return True
+        return False
+
+    async def _part_references(self, bucket: str, upload_id: str, number: int, nuid: str) -> bool:
+        records = self.multipart.records(bucket)
+        found = await records.get(f"U.{upload_id}")
+        if found is None:
+            return False
+        upload = _parse_model(UploadRecord, found.value, f"upload record {upload_id} of {bucket}")
+        if upload.state not in (OPEN, COMPLETING):
+            return False
+        if upload.plan is not None and nuid in chunk_nuids(upload.plan):
+            return True  # chosen by the Complete in progress, whatever the part record says now
+        part = await records.get(f"P.{upload_id}.{number:05d}")
+        if part is None:
+            return False
+        return _parse_model(PartRecord, part.value, f"part record {upload_id}/{number} of {bucket}").nuid == nuid
+
+    async def _version_references(self, bucket: str, key: str, uid: str, nuid: str) -> bool:
+        # The latest version first, then the version subject: a version that stops being the latest
+        # is on its version subject before its meta changes, so one of the two reads finds it.
+        try:
+            head = await self.store.read_head(bucket, key)
+            if head is not None and is_version(head.doc) and uid_of(head.doc) == uid:
+                return nuid in chunk_nuids(head.doc)
+            older = await self.store.read_version(bucket, key, uid)
+        except CorruptObject as exc:
+            raise UnreadableRecord(f"{bucket}/{key}: {exc}") from exc
+        latest = head.doc if head is not None and is_version(head.doc) else None
+        return older is not None and live_in_history(older.doc, latest) and nuid in chunk_nuids(older.doc)
+
+    async def _tidy(self, bucket: str, nb: str, stream: str, owners: list[tuple[str | None, Owner]]) -> None:
+        """Drop the records the freed versions left: a version subject's tombstone, and a meta that only
+        says its key was deleted (their grace is over too, so no writer still depends on them)."""
+        keys = {key for key, owner in owners if key is not None and owner.v is not None}
+        for key, owner in owners:
+            if key is None or owner.v is None:
+                continue
+            with contextlib.suppress(CorruptObject):
+                older = await self.store.read_version(bucket, key, owner.v)
+                if older is not None and is_gone(older.doc):
+                    await self._purge(stream, naming.version_subject(nb, key, owner.v), older.seq)
+        for key in keys:
+            with contextlib.suppress(CorruptObject):
+                head = await self.store.read_head(bucket, key)
+                deletion = head is not None and head.doc.deleted and not is_version(head.doc)
+                if head is not None and deletion and parse_mtime(head.doc.mtime).timestamp() < time.time() - self.grace:
+                    await self._purge(stream, naming.meta_subject(nb, key), head.seq)
+
+    # ---- JetStream reads -----------------------------------------------------------------------
+
+    async def _claims_of(self, stream: str, nb: str, nuid: str) -> list[_Message]:
+        """Every claim on one chunk subject, from the stream leader (a replica behind could miss one)."""
+        subject = naming.claim_subject(nb, nuid)
+        out: list[_Message] = []
+        seq = 1
+        while True:
+            resp = await js_request(self._nc, f"STREAM.MSG.GET.{stream}", {"seq": seq, "next_by_subj": subject})
+            if err := resp.get("error"):
+                if err.get("err_code") == ERR_NO_MESSAGE:
+                    return out
+                if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                    raise BucketNotFound(stream)
+                raise StoreUnavailable(f"reading claims {subject}: {err.get('description')}")
+            msg = _from_api(resp["message"])
+            out.append(msg)
+            seq = msg.seq + 1
+
+    async def _last(self, stream: str, subject: str) -> _Message | None:
+        resp = await js_request(self._nc, f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})
+        if err := resp.get("error"):
+            if err.get("err_code") == ERR_NO_MESSAGE:
+                return None
+            if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                raise BucketNotFound(stream)
+            raise StoreUnavailable(f"reading {subject}: {err.get('description')}")
+        return _from_api(resp["message"])
+
+    async def _purge(self, stream: str, subject: str, through_seq: int | None) -> None:
+        request: dict[str, Any] = {"filter": subject}
+        if through_seq is not None:
+            request["seq"] = through_seq + 1  # keeps anything written after what was looked at
+        resp = await js_request(self._nc, f"STREAM.PURGE.{stream}", request)
+        if (err := resp.get("error")) and err.get("err_code") != ERR_STREAM_NOT_FOUND:
+            raise StoreUnavailable(f"purging {subject}: {err.get('description')}")
+
+    async def _direct_batch(self, stream: str, subject: str, seq: int, batch: int) -> list[_Message]:
+        """Up to `batch` messages on `subject` from `seq` on, in one direct-get request."""
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox)
+        out: list[_Message] = []
+        try:
+            request = json.dumps({"seq": seq, "next_by_subj": subject, "batch": batch}).encode()
+            await self._nc.publish(f"{API_PREFIX}.DIRECT.GET.{stream}", request, reply=inbox)
+            while True:
+                msg = await sub.next_msg(timeout=READ_TIMEOUT)
+                headers = msg.headers or {}
+                if "Status" in headers and not msg.data:
+                    if headers["Status"] in ("204", "404"):
+                        return out
+                    raise StoreUnavailable(f"direct get on {stream}: {headers['Status']} {headers.get('Description')}")
+                out.append(
+                    _Message(
+                        headers.get("Nats-Subject", ""),
+                        int(headers.get("Nats-Sequence", "0")),
+                        parse_mtime(headers.get("Nats-Time-Stamp", "")).timestamp(),
+                        msg.data,
+                    )
+                )
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"direct get on {stream} timed out") from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+def _from_api(message: dict[str, Any]) -> _Message:
+    return _Message(
+        str(message.get("subject") or ""),
+        int(message.get("seq") or 0),
+        parse_mtime(str(message.get("time") or "")).timestamp(),
+        base64.b64decode(message.get("data") or ""),
+    )
+
+
+def _parse_claim(msg: _Message) -> Claim:
+    try:
+        return Claim.model_validate_json(msg.data)
+    except ValidationError as exc:
+        raise UnreadableRecord(f"claim {msg.subject} (sequence {msg.seq})") from exc
+
+
+def _parse_model(model: Any, data: bytes, what: str) -> Any:
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise UnreadableRecord(what) from exc
