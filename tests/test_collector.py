@@ -20,9 +20,11 @@ import pytest
 from nats_s3.store import naming
 from nats_s3.store.collector import Collector
 from nats_s3.store.errors import (
+    BucketBusy,
     BucketNotEmpty,
     BucketNotFound,
     InvalidPart,
+    ObjectNotFound,
     UnreadableRecord,
     UploadNotFound,
 )
@@ -113,6 +115,16 @@ async def stream_bytes(store: NatsStore, bucket: str) -> int:
     return int((await store.js.stream_info(naming.stream_name(naming.nats_bucket(bucket)))).state.bytes)
 
 
+async def settled(store: NatsStore, bucket: str, messages: int) -> None:
+    """Wait until the bucket's stream holds `messages` (publishes nobody waited for land a moment later)."""
+    name = naming.stream_name(naming.nats_bucket(bucket))
+    for _ in range(100):
+        if (await store.js.stream_info(name)).state.messages >= messages:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{name} never held {messages} messages")
+
+
 async def no_checksum(_: BodyDigests) -> str | None:
     return None
 
@@ -186,7 +198,7 @@ async def test_a_copy_in_flight_survives_its_source_being_replaced(gateways, buc
 
 
 async def test_space_comes_back_after_twenty_overwrites_and_a_delete(gateways, bucket: str) -> None:  # type: ignore[no-untyped-def]
-    gw = await gateways(grace=1.0)
+    gw = await gateways(grace=60.0)
     keep = os.urandom(64 * MiB)
     await gw.store.put_object(bucket, "keeper", pieces(keep, MiB), {})
     block = os.urandom(MiB)
@@ -195,8 +207,8 @@ async def test_space_comes_back_after_twenty_overwrites_and_a_delete(gateways, b
     await gw.store.delete_object(bucket, "churn")
     assert await stream_bytes(gw.store, bucket) > 20 * 64 * MiB
     assert await gw.collect(bucket) == 0  # the grace period has not passed
-    await asyncio.sleep(1.2)
-    assert await gw.collect(bucket) == 21
+    later = await gateways(grace=0.0)  # a pass once it has
+    assert await later.collect(bucket) == 20  # each overwritten version, and the deleted one
     live = len(keep)
     assert abs(await stream_bytes(gw.store, bucket) - live) <= live / 100
     assert await read_all(gw.store, bucket, "keeper") == keep
@@ -234,6 +246,7 @@ async def test_a_write_cut_off_is_found_by_its_intent(gw: Gateway, bucket: str) 
 
     with pytest.raises(ConnectionResetError):
         await gw.store.put_object(bucket, "k", dies(), {})
+    await settled(gw.store, bucket, 4)  # chunks sent before the failure still land, unacknowledged
     assert len(await chunk_subjects(gw.store, bucket)) == 1
     assert await gw.collect(bucket) == 1
     assert await stream_bytes(gw.store, bucket) == 0
@@ -279,18 +292,21 @@ async def test_one_collector_at_a_time_and_the_lease_lapses(gateways, own_nats: 
 
 async def test_an_unreadable_record_stops_collection_of_its_bucket(gw: Gateway, bucket: str, caplog) -> None:  # type: ignore[no-untyped-def]
     nb = naming.nats_bucket(bucket)
+
     async def dies() -> AsyncIterator[bytes]:
         yield os.urandom(CHUNK)
         raise ConnectionResetError
 
     with pytest.raises(ConnectionResetError):
         await gw.store.put_object(bucket, "orphan", dies(), {})
+    await settled(gw.store, bucket, 2)
     await gw.store.js.publish(naming.claim_subject(nb, "not-json"), b"{not json")
     before = await chunk_subjects(gw.store, bucket)
     other = f"c-{uuid.uuid4().hex[:10]}"
     await gw.store.create_bucket(other)
     with pytest.raises(ConnectionResetError):
         await gw.store.put_object(other, "orphan", dies(), {})
+    await settled(gw.store, other, 2)
     assert await gw.collector.lease.acquire()
     with caplog.at_level(logging.ERROR, logger="nats_s3.store.collector"):
         await gw.collector.run_pass()
@@ -316,14 +332,15 @@ async def test_a_pass_costs_what_it_collects_not_what_the_bucket_holds(gw: Gatew
         for i in range(extra_objects):
             await gw.store.put_object(name, f"live/{i}", pieces(b"x"), {})
         await gw.collect(name)  # settles the claims of those writes first
-        for i in range(20):
+        for _ in range(20):
             await gw.store.put_object(name, "churn", pieces(os.urandom(1000)), {})
         before = gw.store.nc.stats["out_msgs"]
         assert await gw.collect(name) == 19
         return (gw.store.nc.stats["out_msgs"] - before) / 20
 
     small, large = await requests_per_claim(0), await requests_per_claim(600)
-    assert small < 12 and abs(large - small) < 1, (small, large)
+    print(f"collector requests per overwritten version: {small:.2f} (empty bucket), {large:.2f} (600 more live objects)")
+    assert small <= 6 and abs(large - small) < 1, (small, large)
 
 
 # ---- multipart: every interleaving of Complete with Abort, expiry and a part re-upload -------------
@@ -332,8 +349,12 @@ async def test_a_pass_costs_what_it_collects_not_what_the_bucket_holds(gw: Gatew
 PART = 5 * MiB + 17
 
 
-async def new_upload(gw: Gateway, bucket: str, key: str, expiry: timedelta = timedelta(days=1)) -> tuple[str, list[bytes], list[str]]:
-    upload = await gw.multipart.create(bucket, key, {}, checksum_algorithm=None, checksum_type=None, owner="o", expiry=expiry)
+async def new_upload(
+    gw: Gateway, bucket: str, key: str, expiry: timedelta = timedelta(days=1)
+) -> tuple[str, list[bytes], list[str]]:
+    upload = await gw.multipart.create(
+        bucket, key, {}, checksum_algorithm=None, checksum_type=None, owner="o", expiry=expiry
+    )
     bodies = [os.urandom(PART), os.urandom(1234)]
     etags = []
     for number, body in enumerate(bodies, start=1):
@@ -364,18 +385,14 @@ async def _check_outcome(gw: Gateway, bucket: str, key: str, upload_id: str, com
             await gw.multipart.abort(bucket, key, upload_id)
     else:
         assert isinstance(complete[1], UploadNotFound | InvalidPart), complete[1]
-        try:  # still usable, or gone
-            uploads = {u.upload_id for u in await gw.multipart.list_uploads(bucket)}
-            if upload_id in uploads:
-                parts = await gw.multipart.list_parts(bucket, upload_id)
-                requested = [(p.number, p.etag) for p in parts]
-                await gw.multipart.complete(bucket, key, upload_id, requested, lambda _: None)
-                want = b"".join([b""])
-                got = await read_all(gw.store, bucket, key)
-                assert len(got) == sum(p.size for p in parts) and want is not None
-                await gw.store.delete_object(bucket, key)
-        except UploadNotFound:
-            pass
+        # Still usable (it completes from the parts it holds now), or gone.
+        uploads = {u.upload_id for u in await gw.multipart.list_uploads(bucket)}
+        if upload_id in uploads:
+            parts = await gw.multipart.list_parts(bucket, upload_id)
+            await gw.multipart.complete(bucket, key, upload_id, [(p.number, p.etag) for p in parts], lambda _: None)
+            await gw.collect(bucket)
+            assert len(await read_all(gw.store, bucket, key)) == sum(p.size for p in parts)
+            await gw.store.delete_object(bucket, key)
     await gw.collect(bucket)
     assert await chunk_subjects(gw.store, bucket) == set()  # and nothing is left behind
 
@@ -458,30 +475,36 @@ async def test_delete_bucket_while_a_put_is_about_to_commit(gateways) -> None:  
 
 async def test_a_put_meeting_the_fence_waits_for_the_outcome(gateways) -> None:  # type: ignore[no-untyped-def]
     a, b = await gateways(), await gateways()
-    for deleted in (True, False):
+    for survives in (False, True):
         name = f"c-{uuid.uuid4().hex[:10]}"
         await a.store.create_bucket(name)
-        if not deleted:
-            await a.store.put_object(name, "already", pieces(b"here"), {})
-        commit_pause, fence_pause = Pause(), Pause()
+        commit_pause, before_fence, fenced = Pause(), Pause(), Pause()
         b.store.pauses.set("commit.before_cas", commit_pause)
-        a.store.pauses.set("delete_bucket.fenced", fence_pause)
+        a.store.pauses.set("delete_bucket.before_fence", before_fence)
+        a.store.pauses.set("delete_bucket.fenced", fenced)
         putting = asyncio.ensure_future(outcome(b.store.put_object(name, "k", pieces(b"racing"), {})))
         await commit_pause.reached.wait()
-        deleting = asyncio.ensure_future(outcome(a.store.delete_bucket(name)))
-        await fence_pause.reached.wait()
         b.store.pauses.clear()
+        deleting = asyncio.ensure_future(outcome(a.store.delete_bucket(name)))
+        await before_fence.reached.wait()  # the bucket was empty when DeleteBucket first looked
+        if survives:  # ... and a write through another gateway lands before the fence
+            other = await gateways()
+            await other.store.put_object(name, "landed", pieces(b"acknowledged"), {})
+        before_fence.release.set()
+        await fenced.reached.wait()
         a.store.pauses.clear()
-        commit_pause.release.set()  # the PUT's commit meets the fence and waits
+        commit_pause.release.set()  # the held PUT's commit meets the fence, and waits
         await asyncio.sleep(0.3)
         assert not putting.done()
-        fence_pause.release.set()
+        fenced.release.set()
         put, delete = await putting, await deleting
-        if deleted:
-            assert delete[0] == "ok" and put[0] == "error" and isinstance(put[1], BucketNotFound)
+        if survives:
+            assert delete[0] == "error" and isinstance(delete[1], BucketNotEmpty)
+            assert put[0] == "ok"  # the fence lifted, the waiting PUT went through
+            assert await read_all(a.store, name, "k") == b"racing"
+            assert await read_all(a.store, name, "landed") == b"acknowledged"
         else:
-            assert isinstance(delete[1], BucketNotEmpty) and put[0] == "ok"
-            assert await read_all(a.store, name, "k") == b"racing"  # acknowledged, and there
+            assert delete[0] == "ok" and put[0] == "error" and isinstance(put[1], BucketNotFound), (put, delete)
 
 
 async def test_uploads_in_progress_go_with_the_bucket(gw: Gateway) -> None:
@@ -499,6 +522,15 @@ async def test_uploads_in_progress_go_with_the_bucket(gw: Gateway) -> None:
 
 
 async def test_a_fence_left_by_a_dead_gateway_lapses(gw: Gateway, bucket: str) -> None:
+    await gw.store.put_object(bucket, "k", pieces(b"before"), {})
     await raise_fence(gw.store.nc, naming.stream_name(naming.nats_bucket(bucket)), seconds=1.0)
-    await gw.store.put_object(bucket, "k", pieces(b"after the fence"), {})  # waits, then lifts it
+    # A write refused by the fence (409) waits for the fence to lapse, and lifts it; the retry succeeds.
+    with pytest.raises(BucketBusy):
+        await gw.store.put_object(bucket, "k", pieces(b"refused"), {})
+    await gw.store.put_object(bucket, "k", pieces(b"after the fence"), {})
     assert await read_all(gw.store, bucket, "k") == b"after the fence"
+    # A delete (no chunks, only a commit) meeting a fence waits it out and goes through.
+    await raise_fence(gw.store.nc, naming.stream_name(naming.nats_bucket(bucket)), seconds=1.0)
+    await gw.store.delete_object(bucket, "k")
+    with pytest.raises(ObjectNotFound):
+        await gw.store.head_object(bucket, "k")

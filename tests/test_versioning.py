@@ -207,18 +207,22 @@ def test_list_object_versions_paging_prefixes_and_encoding(s3, bucket: str, gate
     made: dict[str, list[str]] = {}
     for key in ["a/1", "a/2", "b", "c d+e%", "\u00e9t\u00e9/x"]:
         for i in range(3):
-            made.setdefault(key, []).append(s3.put_object(Bucket=bucket, Key=key, Body=f"{key}{i}".encode())["VersionId"])
+            made.setdefault(key, []).append(
+                s3.put_object(Bucket=bucket, Key=key, Body=f"{key}{i}".encode())["VersionId"]
+            )
     s3.delete_object(Bucket=bucket, Key="b")
     everything = versions(s3, bucket)
     assert [e[0] for e in everything] == sorted(e[0] for e in everything)  # key order
     assert [e[1] for e in everything if e[0] == "a/1"] == list(reversed(made["a/1"]))  # newest first
-    assert [e for e in everything if e[0] == "b"][0][2:] == (True, True)  # the marker is the latest
+    assert next(e for e in everything if e[0] == "b")[2:] == (True, True)  # the marker is the latest
     assert sum(1 for e in everything if e[2]) == 5  # one latest per key
     # Every max-keys walks everything exactly once through key-marker / version-id-marker.
     for max_keys in (1, 2, 4, 7):
         assert versions(s3, bucket, max_keys) == everything
     pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, PaginationConfig={"PageSize": 3})
-    seen = [(v["Key"], v["VersionId"]) for page in pages for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+    seen = [
+        (v["Key"], v["VersionId"]) for page in pages for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+    ]
     assert sorted(seen) == sorted((e[0], e[1]) for e in everything) and len(seen) == len(everything)
     page = s3.list_object_versions(Bucket=bucket, MaxKeys=2)
     assert page["IsTruncated"] and page["NextKeyMarker"] == "a/1" and page["NextVersionIdMarker"] == made["a/1"][1]
@@ -309,7 +313,10 @@ def test_delete_objects_with_version_ids(s3, bucket: str) -> None:  # type: igno
     assert deleted[("m", marker)]["DeleteMarker"] is True and deleted[("m", marker)]["DeleteMarkerVersionId"] == marker
     assert deleted[("new", None)]["DeleteMarker"] is True and deleted[("new", None)]["DeleteMarkerVersionId"]
     assert [(e["Key"], e["Code"]) for e in answer["Errors"]] == [("a", "InvalidArgument")]
-    assert [(v[0], v[1]) for v in versions(s3, bucket)] == [("a", v2), ("new", deleted[("new", None)]["DeleteMarkerVersionId"])]
+    assert [(v[0], v[1]) for v in versions(s3, bucket)] == [
+        ("a", v2),
+        ("new", deleted[("new", None)]["DeleteMarkerVersionId"]),
+    ]
     # Deleting the same versions again succeeds.
     again = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "a", "VersionId": v1}]})
     assert again["Deleted"][0]["VersionId"] == v1 and not again.get("Errors")
@@ -341,7 +348,10 @@ def test_concurrent_writes_each_make_a_version(s3, bucket: str) -> None:  # type
     assert sorted(v[1] for v in listed) == sorted(ids) and len(set(ids)) == 8
     assert [v[2] for v in listed] == [True] + [False] * 7
     for vid, body in zip(ids, bodies, strict=True):
-        assert hashlib.md5(s3.get_object(Bucket=bucket, Key="c", VersionId=vid)["Body"].read()).digest() == hashlib.md5(body).digest()
+        assert (
+            hashlib.md5(s3.get_object(Bucket=bucket, Key="c", VersionId=vid)["Body"].read()).digest()
+            == hashlib.md5(body).digest()
+        )
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda vid: s3.delete_object(Bucket=bucket, Key="c", VersionId=vid), ids))
     assert versions(s3, bucket) == []
@@ -405,7 +415,9 @@ def test_aws_cli_boto3_and_rclone_versions(s3, bucket: str, gateway, tmp_path: P
     out = rclone("lsf", "--s3-versions", "-R", f"gw:{bucket}/dir").stdout.split()
     # rclone shows older versions with their time in the name, beside the current file.
     assert "file.txt" in out and len([n for n in out if n.startswith("file-v")]) == 2, out
-    session = boto3.session.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name="us-east-1")
+    session = boto3.session.Session(
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name="us-east-1"
+    )
     resource = session.resource("s3", endpoint_url=gateway.endpoint, config=s3.meta.config)
     assert len(list(resource.Bucket(bucket).object_versions.all())) == 4
     resource.Bucket(bucket).object_versions.delete()  # the SDK's delete-every-version helper

@@ -34,7 +34,7 @@ from .models import chunk_nuids, parse_mtime
 from .multipart import COMPLETING, OPEN, MultipartStore, PartRecord, UploadRecord
 from .nats_store import NatsStore
 from .versions import is_gone, is_version, uid_of
-from .writes import live_in_history
+from .writes import Head, live_in_history
 
 log = logging.getLogger("nats_s3.store.collector")
 
@@ -42,6 +42,7 @@ BATCH = 256  # claims fetched per request
 PASS_BUDGET = 4096  # chunk subjects settled per bucket per pass
 CONCURRENCY = 16  # chunk subjects checked at once
 READ_TIMEOUT = 10.0
+KEPT, FREED, DEFERRED = "kept", "freed", "deferred"
 EXPIRY_EVERY = 5.0  # seconds between multipart expiry sweeps
 
 
@@ -164,82 +165,102 @@ class Collector:
         freed = 0
         seq = 1
         settled = 0
+        # Claims below this sequence are all settled and can go in one purge; a deferred one stops it.
+        keep_from: int | None = None
         limit = asyncio.Semaphore(CONCURRENCY)
 
-        async def settle(nuid: str) -> bool:
+        async def settle(nuid: str, claims: list[_Message]) -> tuple[str, list[_Message], str]:
             async with limit:
-                return await self._settle(bucket, nb, stream, nuid, cutoff)
+                return nuid, claims, await self._settle(bucket, nb, stream, nuid, claims, cutoff)
 
         while settled < PASS_BUDGET:
             batch = await self._direct_batch(stream, naming.claim_wildcard(nb), seq, BATCH)
             if not batch:
                 break
-            ripe: list[str] = []
+            window: dict[str, list[_Message]] = {}
             done = False
+            end = seq
             for msg in batch:
-                seq = msg.seq + 1
+                claim_time = msg.time
                 _parse_claim(msg)  # an unreadable claim stops the bucket here
-                if msg.time > cutoff:
+                if claim_time > cutoff:
                     done = True  # every later claim is newer still
                     break
+                end = msg.seq + 1
                 nuid = msg.subject.rsplit(".", 1)[-1]
                 if nuid not in seen:
-                    seen.add(nuid)
-                    ripe.append(nuid)
-            results = await asyncio.gather(*(settle(n) for n in ripe))
-            freed += sum(results)
-            settled += len(ripe)
+                    window.setdefault(nuid, []).append(msg)
+            seq = end
+            seen.update(window)
+            results = await asyncio.gather(*(settle(nuid, claims) for nuid, claims in window.items()))
+            for _, claims, verdict in results:
+                if verdict == DEFERRED:
+                    first = claims[0].seq
+                    keep_from = first if keep_from is None else min(keep_from, first)
+            boundary = end if keep_from is None else min(keep_from, end)
+            if boundary > 1:
+                await self._purge(stream, naming.claim_wildcard(nb), boundary - 1)
+            for nuid, claims, verdict in results:
+                if verdict != DEFERRED and claims[-1].seq >= boundary:
+                    await self._purge(stream, naming.claim_subject(nb, nuid), claims[-1].seq)
+            freed += sum(1 for _, _, verdict in results if verdict == FREED)
+            settled += len(results)
             if done or len(batch) < BATCH:
                 break
         return freed
 
-    async def _settle(self, bucket: str, nb: str, stream: str, nuid: str, cutoff: float) -> bool:
-        claims = await self._claims_of(stream, nb, nuid)
-        if not claims or max(m.time for m in claims) > cutoff:
-            return False  # a newer claim: its grace is not over yet
-        last_seq = claims[-1].seq
-        owners: list[tuple[str | None, Owner]] = []
+    async def _settle(self, bucket: str, nb: str, stream: str, nuid: str, claims: list[_Message], cutoff: float) -> str:
+        """KEPT: an owner still references the chunks; FREED: none did and they are purged; DEFERRED:
+        a newer claim, or a chunk written within the grace period, says to look again later. The
+        caller drops the claims looked at unless DEFERRED."""
+        owners: set[tuple[str | None, Owner]] = set()
         for msg in claims:
             claim = _parse_claim(msg)
-            owners.extend((claim.k, owner) for owner in claim.o)
-        if await self._referenced(bucket, nuid, owners):
-            await self._purge(stream, naming.claim_subject(nb, nuid), last_seq)
+            owners.update((claim.k, owner) for owner in claim.o)
+        found: dict[tuple[str, str], tuple[Head | None, Head | None]] = {}
+        if await self._referenced(bucket, nuid, owners, found):
             self.stats.settled_claims += len(claims)
-            return False
+            return KEPT
         newest_chunk = await self._last(stream, naming.chunk_subject(nb, nuid))
         if newest_chunk is not None and newest_chunk.time > cutoff:
-            return False  # still being written: an upload that takes longer than the grace period
+            return DEFERRED  # still being written: an upload that takes longer than the grace period
         if self.store.pauses.active:
             await self.store.pauses.reach("collector.before_free")
         latest_claim = await self._last(stream, naming.claim_subject(nb, nuid))
-        if latest_claim is None or latest_claim.seq != last_seq or not self.lease.held:
-            return False  # a claim arrived meanwhile (looked at next time), or the lease is going
+        if latest_claim is None or latest_claim.seq != claims[-1].seq or not self.lease.held:
+            return DEFERRED  # a claim arrived meanwhile (looked at next time), or the lease is going
         await self._purge(stream, naming.chunk_subject(nb, nuid), None)
-        await self._tidy(bucket, nb, stream, owners)
-        await self._purge(stream, naming.claim_subject(nb, nuid), last_seq)
+        await self._tidy(nb, stream, found)
         self.stats.settled_claims += len(claims)
         self.stats.freed_subjects += 1
-        return True
+        return FREED
 
-    async def _referenced(self, bucket: str, nuid: str, owners: list[tuple[str | None, Owner]]) -> bool:
-        """Whether any owner named still references the chunk subject `nuid`."""
-        for key, owner in owners:
+    async def _referenced(
+        self,
+        bucket: str,
+        nuid: str,
+        owners: set[tuple[str | None, Owner]],
+        found: dict[tuple[str, str], tuple[Head | None, Head | None]],
+    ) -> bool:
+        """Whether any owner named still references the chunk subject `nuid`. What the version checks
+        read is left in `found` ((key, uid) -> (latest, version record)) for tidying up."""
+        for key, owner in sorted(owners, key=lambda o: (o[0] or "", o[1].v or "", o[1].u or "", o[1].n or 0)):
             if owner.u is not None and owner.n is not None:
-                found = await self._part_references(bucket, owner.u, owner.n, nuid)
+                referenced = await self._part_references(bucket, owner.u, owner.n, nuid)
             elif owner.v is not None and key is not None:
-                found = await self._version_references(bucket, key, owner.v, nuid)
+                referenced = await self._version_references(bucket, key, owner.v, nuid, found)
             else:
-                found = False
-            if found:
+                referenced = False
+            if referenced:
                 return True
         return False
 
     async def _part_references(self, bucket: str, upload_id: str, number: int, nuid: str) -> bool:
         records = self.multipart.records(bucket)
-        found = await records.get(f"U.{upload_id}")
-        if found is None:
+        upload_record = await records.get(f"U.{upload_id}")
+        if upload_record is None:
             return False
-        upload = _parse_model(UploadRecord, found.value, f"upload record {upload_id} of {bucket}")
+        upload = _parse_model(UploadRecord, upload_record.value, f"upload record {upload_id} of {bucket}")
         if upload.state not in (OPEN, COMPLETING):
             return False
         if upload.plan is not None and nuid in chunk_nuids(upload.plan):
@@ -249,7 +270,9 @@ class Collector:
             return False
         return _parse_model(PartRecord, part.value, f"part record {upload_id}/{number} of {bucket}").nuid == nuid
 
-    async def _version_references(self, bucket: str, key: str, uid: str, nuid: str) -> bool:
+    async def _version_references(
+        self, bucket: str, key: str, uid: str, nuid: str, found: dict[tuple[str, str], tuple[Head | None, Head | None]]
+    ) -> bool:
         # The latest version first, then the version subject: a version that stops being the latest
         # is on its version subject before its meta changes, so one of the two reads finds it.
         try:
@@ -259,45 +282,25 @@ class Collector:
             older = await self.store.read_version(bucket, key, uid)
         except CorruptObject as exc:
             raise UnreadableRecord(f"{bucket}/{key}: {exc}") from exc
+        found[(key, uid)] = (head, older)
         latest = head.doc if head is not None and is_version(head.doc) else None
         return older is not None and live_in_history(older.doc, latest) and nuid in chunk_nuids(older.doc)
 
-    async def _tidy(self, bucket: str, nb: str, stream: str, owners: list[tuple[str | None, Owner]]) -> None:
+    async def _tidy(self, nb: str, stream: str, found: dict[tuple[str, str], tuple[Head | None, Head | None]]) -> None:
         """Drop the records the freed versions left: a version subject's tombstone, and a meta that only
         says its key was deleted (their grace is over too, so no writer still depends on them)."""
-        keys = {key for key, owner in owners if key is not None and owner.v is not None}
-        for key, owner in owners:
-            if key is None or owner.v is None:
-                continue
-            with contextlib.suppress(CorruptObject):
-                older = await self.store.read_version(bucket, key, owner.v)
-                if older is not None and is_gone(older.doc):
-                    await self._purge(stream, naming.version_subject(nb, key, owner.v), older.seq)
-        for key in keys:
-            with contextlib.suppress(CorruptObject):
-                head = await self.store.read_head(bucket, key)
-                deletion = head is not None and head.doc.deleted and not is_version(head.doc)
-                if head is not None and deletion and parse_mtime(head.doc.mtime).timestamp() < time.time() - self.grace:
-                    await self._purge(stream, naming.meta_subject(nb, key), head.seq)
+        heads: dict[str, Head] = {}
+        for (key, uid), (head, older) in found.items():
+            if older is not None and is_gone(older.doc):
+                await self._purge(stream, naming.version_subject(nb, key, uid), older.seq)
+            if head is not None:
+                heads[key] = head
+        for key, head in heads.items():
+            deletion = head.doc.deleted and not is_version(head.doc)
+            if deletion and parse_mtime(head.doc.mtime).timestamp() < time.time() - self.grace:
+                await self._purge(stream, naming.meta_subject(nb, key), head.seq)
 
     # ---- JetStream reads -----------------------------------------------------------------------
-
-    async def _claims_of(self, stream: str, nb: str, nuid: str) -> list[_Message]:
-        """Every claim on one chunk subject, from the stream leader (a replica behind could miss one)."""
-        subject = naming.claim_subject(nb, nuid)
-        out: list[_Message] = []
-        seq = 1
-        while True:
-            resp = await js_request(self._nc, f"STREAM.MSG.GET.{stream}", {"seq": seq, "next_by_subj": subject})
-            if err := resp.get("error"):
-                if err.get("err_code") == ERR_NO_MESSAGE:
-                    return out
-                if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-                    raise BucketNotFound(stream)
-                raise StoreUnavailable(f"reading claims {subject}: {err.get('description')}")
-            msg = _from_api(resp["message"])
-            out.append(msg)
-            seq = msg.seq + 1
 
     async def _last(self, stream: str, subject: str) -> _Message | None:
         resp = await js_request(self._nc, f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})

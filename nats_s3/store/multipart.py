@@ -309,43 +309,8 @@ class MultipartStore:
                 raise UploadNotFound(upload_id)  # another Complete is finishing it
             doc = upload.plan  # the Complete that marked it died: finish its work
         else:
-            stored = {p.number: p for p in await self.list_parts(bucket, upload_id)}
-            chosen: list[PartRecord] = []
-            for number, etag in requested:
-                part = stored.get(number)
-                if part is None or part.etag != etag:
-                    raise InvalidPart(str(number))
-                chosen.append(part)
-            for part in chosen[:-1]:
-                if part.size < MIN_PART_SIZE:
-                    raise PartTooSmall(str(part.number))
-            checksum = finalize(chosen)
-            metadata = {META_ETAG: multipart_etag(chosen), META_PARTS: encode_parts([p.ref for p in chosen])}
-            if checksum is not None:
-                metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
-            doc = StoredObjectInfo(
-                name=key,
-                bucket=naming.nats_bucket(bucket),
-                nuid="",  # no single chunk subject: plain Object Store clients cannot read multipart objects
-                size=sum(p.size for p in chosen),
-                mtime=format_mtime(datetime.now(UTC)),
-                chunks=sum(p.chunks for p in chosen),
-                digest="",
-                headers={name: [value] for name, value in upload.headers.items()},
-                metadata=metadata,
-            )
-            # From here on no part can be replaced under this Complete, and Abort and expiry keep off.
-            marked = upload.model_copy(
-                update={"state": COMPLETING, "completing_since": format_mtime(datetime.now(UTC)), "plan": doc,
-                        "plan_parts": requested}
-            )  # fmt: skip
-            if self.store.pauses.active:
-                await self.store.pauses.reach("complete.before_mark")
-            try:
-                revision = await records.update(_upload_key(upload_id), marked.model_dump_json().encode(), revision)
-            except RecordConflict:
-                raise UploadNotFound(upload_id) from None
-            upload = marked
+            revision, upload, doc = await self._mark_completing(bucket, key, upload_id, revision, upload, requested,
+                                                                finalize)  # fmt: skip
         if self.store.pauses.active:
             await self.store.pauses.reach("complete.marked")
         chosen_parts = _plan_parts(doc, upload.plan_parts)
@@ -379,6 +344,69 @@ class MultipartStore:
         with contextlib.suppress(UploadNotFound):  # a resumed Complete finished it first
             await self._end_upload(bucket, upload_id, revision, keep={p.nuid for _, p in chosen_parts})
         return info
+
+    async def _mark_completing(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        revision: int,
+        upload: UploadRecord,
+        requested: list[tuple[int, str]],
+        finalize: Finalize,
+    ) -> tuple[int, UploadRecord, StoredObjectInfo]:
+        """Choose the parts and mark the upload completing with the meta they make (the plan)."""
+        records = self.records(bucket)
+        for _ in range(CAS_RETRIES):
+            stored = {p.number: p for p in await self.list_parts(bucket, upload_id)}
+            chosen: list[PartRecord] = []
+            for number, etag in requested:
+                part = stored.get(number)
+                if part is None or part.etag != etag:
+                    raise InvalidPart(str(number))
+                chosen.append(part)
+            for part in chosen[:-1]:
+                if part.size < MIN_PART_SIZE:
+                    raise PartTooSmall(str(part.number))
+            checksum = finalize(chosen)
+            metadata = {META_ETAG: multipart_etag(chosen), META_PARTS: encode_parts([p.ref for p in chosen])}
+            if checksum is not None:
+                metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
+            doc = StoredObjectInfo(
+                name=key,
+                bucket=naming.nats_bucket(bucket),
+                nuid="",  # no single chunk subject: plain Object Store clients cannot read multipart objects
+                size=sum(p.size for p in chosen),
+                mtime=format_mtime(datetime.now(UTC)),
+                chunks=sum(p.chunks for p in chosen),
+                digest="",
+                headers={name: [value] for name, value in upload.headers.items()},
+                metadata=metadata,
+            )
+            # From here on Abort and expiry keep off, and the plan keeps its parts referenced.
+            marked = upload.model_copy(
+                update={"state": COMPLETING, "completing_since": format_mtime(datetime.now(UTC)), "plan": doc,
+                        "plan_parts": requested}
+            )  # fmt: skip
+            if self.store.pauses.active:
+                await self.store.pauses.reach("complete.before_mark")
+            try:
+                marked_revision = await records.update(
+                    _upload_key(upload_id), marked.model_dump_json().encode(), revision
+                )
+            except RecordConflict:
+                raise UploadNotFound(upload_id) from None
+            # A part replaced before the mark is not protected by it (its old bytes may be collected):
+            # the parts must still be the ones chosen, else choose again.
+            current = {p.number: p.nuid for p in await self.list_parts(bucket, upload_id)}
+            if all(current.get(p.number) == p.nuid for p in chosen):
+                return marked_revision, marked, doc
+            try:
+                revision = await records.update(_upload_key(upload_id), upload.model_dump_json().encode(),
+                                                marked_revision)  # fmt: skip
+            except RecordConflict:
+                raise UploadNotFound(upload_id) from None
+        raise WriteConflict(upload_id)
 
     async def _already_completed(
         self, bucket: str, key: str, upload_id: str, requested: list[tuple[int, str]]

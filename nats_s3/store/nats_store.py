@@ -188,6 +188,8 @@ class NatsStore(VersionedWrites):
         stream = naming.stream_name(naming.nats_bucket(bucket))
         await self.head_bucket(bucket)
         await self._check_empty(bucket)  # the common refusal, without touching the stream
+        if self.pauses.active:
+            await self.pauses.reach("delete_bucket.before_fence")
         fence = await raise_fence(self.nc, stream)
         deleted = False
         try:

@@ -31,6 +31,7 @@ from .bucket_config import BucketConfigs
 from .chunks import ChunkWriter, WrittenChunks
 from .claims import ClaimBatch, ClaimSpec, Owner, send_claims, version_owner, write_claim
 from .errors import (
+    BucketBusy,
     BucketNotFound,
     ObjectNotFound,
     PreconditionFailed,
@@ -196,7 +197,13 @@ class VersionedWrites:
             self.publisher, naming.chunk_subject(nb, nuid), naming.stream_name(nb), self.chunk_size,
             self.write_window, intent,
         )  # fmt: skip
-        return nuid, await writer.write_all(body)
+        try:
+            return nuid, await writer.write_all(body)
+        except BucketBusy:
+            # A DeleteBucket's fence refused the chunks: this write fails (409), but first wait for the
+            # fence to go (and lift it, if the gateway that raised it died) so that a retry can succeed.
+            await wait_unfenced(self.nc, naming.stream_name(nb))
+            raise
 
     async def _claim(self, bucket: str, key: str, doc: StoredObjectInfo, owners: list[Owner]) -> ClaimBatch:
         """Claim the chunks of `doc` (a version about to lose a reference) for `owners`."""
