@@ -27,7 +27,9 @@ from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
 from .settings import Settings
 from .store.collector import Collector
+from .store.errors import StoreUnavailable
 from .store.lease import Lease
+from .store.legacy import retire_legacy_uploads
 from .store.multipart import MultipartStore
 from .store.nats_store import NatsStore
 
@@ -196,7 +198,12 @@ async def connect_nats(settings: Settings, servers: list[str], metrics: Metrics)
 
 
 INDEX_PRUNE_INTERVAL = 60.0
-COLLECTOR_LEASE_TTL = 30.0
+
+
+def collector_lease_ttl(interval: float) -> float:
+    """How long the collector lease outlives a holder that stopped renewing it: 30 s, shorter with a
+    short --gc.interval (tests), so another gateway takes over quickly."""
+    return min(30.0, max(5.0, 10 * interval))
 
 
 async def prune_indexes(store: NatsStore) -> None:
@@ -228,11 +235,15 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
         nc = await connect_nats(settings, servers, metrics)
         store = NatsStore(nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size)
         await store.start()
+        try:
+            await retire_legacy_uploads(store)
+        except StoreUnavailable as exc:
+            log.warning("could not retire the multipart records of an older gateway", extra={"error": str(exc)})
         multipart = MultipartStore(store)
         collector = Collector(
             store,
             multipart,
-            Lease(store.configs.records, "collector", COLLECTOR_LEASE_TTL),
+            Lease(store.configs.records, "collector", collector_lease_ttl(settings.gc_interval)),
             grace=settings.gc_grace,
             multipart_expiry=settings.multipart_expiry,
         )
