@@ -10,7 +10,7 @@ import heapq
 import json
 import logging
 import time
-from bisect import insort
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -69,6 +69,10 @@ class OlderVersion(NamedTuple):
     etag: str
     mtime: float
     checksum_algorithm: str | None
+
+
+def _uid(version: OlderVersion) -> str:
+    return version.uid
 
 
 class VersionEntry(NamedTuple):
@@ -306,17 +310,19 @@ class HistoryIndex(_Watched):
                 if versions is None:
                     versions = self.versions[key] = []
                     self.keys.add(key)
-                insort(versions, OlderVersion(uid, e.version_id, marker, *e[:4]), key=lambda v: v.uid)
+                insort(versions, OlderVersion(uid, e.version_id, marker, *e[:4]), key=_uid)
         self._advanced(seq)
 
     def _drop(self, key: str, uid: str) -> None:
         versions = self.versions.get(key)
         if not versions:
             return
-        versions[:] = [v for v in versions if v.uid != uid]
-        if not versions:
-            del self.versions[key]
-            self.keys.remove(key)
+        i = bisect_left(versions, uid, key=_uid)
+        if i < len(versions) and versions[i].uid == uid:
+            del versions[i]
+            if not versions:
+                del self.versions[key]
+                self.keys.remove(key)
 
     def uids_newest_first(self, key: str) -> list[str]:
         return [v.uid for v in reversed(self.versions.get(key, ()))]

@@ -270,12 +270,17 @@ class MultipartStore:
         revision, _ = await self._open_upload(bucket, key, upload_id)
         await self._end_upload(bucket, upload_id, revision, keep=set())
 
-    async def _end_upload(self, bucket: str, upload_id: str, revision: int, keep: set[str]) -> None:
+    async def _end_upload(
+        self, bucket: str, upload_id: str, revision: int, keep: set[str], parts: list[PartRecord] | None = None
+    ) -> None:
         """Remove an upload record that is still at `revision` (UploadNotFound if it changed), claiming
-        the chunks of every part not in `keep` first, then drop the part records."""
+        the chunks of every part not in `keep` first, then drop the part records. `parts`: the part
+        records as read since the upload stopped taking parts (read here if not given); a part written
+        later still has its own intent claim."""
         records = self.records(bucket)
         nb = naming.nats_bucket(bucket)
-        parts = await self.list_parts(bucket, upload_id)
+        if parts is None:
+            parts = await self.list_parts(bucket, upload_id)
         specs = [ClaimSpec(p.nuid, None, [part_owner(upload_id, p.number)]) for p in parts if p.nuid not in keep]
         claims = await send_claims(self.store.publisher, nb, specs)
         if self.store.pauses.active:
@@ -308,9 +313,10 @@ class MultipartStore:
             if datetime.now(UTC) - since < COMPLETE_STALE or upload.plan is None or upload.plan_parts != requested:
                 raise UploadNotFound(upload_id)  # another Complete is finishing it
             doc = upload.plan  # the Complete that marked it died: finish its work
+            parts_seen: list[PartRecord] | None = None
         else:
-            revision, upload, doc = await self._mark_completing(bucket, key, upload_id, revision, upload, requested,
-                                                                finalize)  # fmt: skip
+            marked = await self._mark_completing(bucket, key, upload_id, revision, upload, requested, finalize)
+            revision, upload, doc, parts_seen = marked
         if self.store.pauses.active:
             await self.store.pauses.reach("complete.marked")
         chosen_parts = _plan_parts(doc, upload.plan_parts)
@@ -342,7 +348,7 @@ class MultipartStore:
             await records.last_revision(_completed_key(upload_id)),
         )
         with contextlib.suppress(UploadNotFound):  # a resumed Complete finished it first
-            await self._end_upload(bucket, upload_id, revision, keep={p.nuid for _, p in chosen_parts})
+            await self._end_upload(bucket, upload_id, revision, {p.nuid for _, p in chosen_parts}, parts_seen)
         return info
 
     async def _mark_completing(
@@ -354,8 +360,9 @@ class MultipartStore:
         upload: UploadRecord,
         requested: list[tuple[int, str]],
         finalize: Finalize,
-    ) -> tuple[int, UploadRecord, StoredObjectInfo]:
-        """Choose the parts and mark the upload completing with the meta they make (the plan)."""
+    ) -> tuple[int, UploadRecord, StoredObjectInfo, list[PartRecord]]:
+        """Choose the parts and mark the upload completing with the meta they make (the plan); also
+        returns the part records as they were once marked."""
         records = self.records(bucket)
         for _ in range(CAS_RETRIES):
             stored = {p.number: p for p in await self.list_parts(bucket, upload_id)}
@@ -398,9 +405,10 @@ class MultipartStore:
                 raise UploadNotFound(upload_id) from None
             # A part replaced before the mark is not protected by it (its old bytes may be collected):
             # the parts must still be the ones chosen, else choose again.
-            current = {p.number: p.nuid for p in await self.list_parts(bucket, upload_id)}
+            seen = await self.list_parts(bucket, upload_id)
+            current = {p.number: p.nuid for p in seen}
             if all(current.get(p.number) == p.nuid for p in chosen):
-                return marked_revision, marked, doc
+                return marked_revision, marked, doc, seen
             try:
                 revision = await records.update(_upload_key(upload_id), upload.model_dump_json().encode(),
                                                 marked_revision)  # fmt: skip
