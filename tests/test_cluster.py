@@ -71,3 +71,40 @@ def test_replicated_buckets_and_two_gateways(cluster: NatsCluster, tmp_path: Pat
     finally:
         one.stop()
         two.stop()
+
+
+def test_versions_and_delete_bucket_on_a_replicated_bucket(cluster: NatsCluster, tmp_path: Path) -> None:
+    """Versions through two gateways on R3 streams, and DeleteBucket's fence in a cluster."""
+    _wait_jetstream(cluster.urls)
+    creds = write_credentials(tmp_path / "creds.json")
+    servers = ",".join(cluster.urls)
+    one = GatewayProcess(creds, servers, extra=["--natsReplicas", "3"]).start()
+    two = GatewayProcess(creds, servers, extra=["--natsReplicas", "3"]).start()
+    try:
+        a, b = make_client(one.endpoint), make_client(two.endpoint)
+        a.create_bucket(Bucket="replicated.versions")
+        a.put_bucket_versioning(Bucket="replicated.versions", VersioningConfiguration={"Status": "Enabled"})
+        deadline = time.monotonic() + 5
+        while b.get_bucket_versioning(Bucket="replicated.versions").get("Status") != "Enabled":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        made = []
+        for i in range(6):
+            client = a if i % 2 else b
+            made.append(client.put_object(Bucket="replicated.versions", Key="k", Body=f"v{i}".encode())["VersionId"])
+        listed = [v["VersionId"] for v in b.list_object_versions(Bucket="replicated.versions")["Versions"]]
+        assert listed == list(reversed(made))
+        marker = a.delete_object(Bucket="replicated.versions", Key="k")["VersionId"]
+        with pytest.raises(b.exceptions.ClientError):
+            b.delete_bucket(Bucket="replicated.versions")  # versions left: BucketNotEmpty
+        b.put_object(Bucket="replicated.versions", Key="after", Body=b"the fence was lifted")
+        for vid in [*made, marker]:
+            b.delete_object(Bucket="replicated.versions", Key="k", VersionId=vid)
+        a.delete_object(Bucket="replicated.versions", Key="after", VersionId=a.list_object_versions(
+            Bucket="replicated.versions")["Versions"][0]["VersionId"])  # fmt: skip
+        b.delete_bucket(Bucket="replicated.versions")
+        with pytest.raises(a.exceptions.ClientError):
+            a.head_bucket(Bucket="replicated.versions")
+    finally:
+        one.stop()
+        two.stop()

@@ -339,7 +339,9 @@ async def test_a_pass_costs_what_it_collects_not_what_the_bucket_holds(gw: Gatew
         return (gw.store.nc.stats["out_msgs"] - before) / 20
 
     small, large = await requests_per_claim(0), await requests_per_claim(600)
-    print(f"collector requests per overwritten version: {small:.2f} (empty bucket), {large:.2f} (600 more live objects)")
+    print(
+        f"collector requests per overwritten version: {small:.2f} (empty bucket), {large:.2f} (600 more live objects)"
+    )
     assert small <= 6 and abs(large - small) < 1, (small, large)
 
 
