@@ -119,8 +119,10 @@ async def list_object_versions(services: Services, ctx: S3Context) -> web.Respon
     render_items(out, items)
     if page is not None:
         owner = _owner_xml(ctx)
+        last_key, key = None, ""
         for entry in page.entries:
-            key = escape_text(enc(entry.key))
+            if entry.key != last_key:  # a key's versions come together: escape it once
+                last_key, key = entry.key, escape_text(enc(entry.key))
             latest = "true" if entry.is_latest else "false"
             when = iso8601_seconds(entry.mtime)
             if entry.delete_marker:
@@ -129,13 +131,14 @@ async def list_object_versions(services: Services, ctx: S3Context) -> web.Respon
                     f"<IsLatest>{latest}</IsLatest><LastModified>{when}</LastModified>{owner}</DeleteMarker>"
                 )
                 continue
+            checksum = (
+                f"<ChecksumAlgorithm>{entry.checksum_algorithm}</ChecksumAlgorithm>" if entry.checksum_algorithm else ""
+            )
             out.append(
                 f"<Version><Key>{key}</Key><VersionId>{entry.version_id}</VersionId><IsLatest>{latest}</IsLatest>"
-                f"<LastModified>{when}</LastModified><ETag>&quot;{escape_text(entry.etag)}&quot;</ETag>"
+                f"<LastModified>{when}</LastModified><ETag>&quot;{escape_text(entry.etag)}&quot;</ETag>{checksum}"
+                f"<Size>{entry.size}</Size><StorageClass>STANDARD</StorageClass>{owner}</Version>"
             )
-            if entry.checksum_algorithm is not None:
-                out.append(f"<ChecksumAlgorithm>{entry.checksum_algorithm}</ChecksumAlgorithm>")
-            out.append(f"<Size>{entry.size}</Size><StorageClass>STANDARD</StorageClass>{owner}</Version>")
         for common in page.prefixes:
             out.append(f"<CommonPrefixes><Prefix>{escape_text(enc(common))}</Prefix></CommonPrefixes>")
     out.append("</ListVersionsResult>")

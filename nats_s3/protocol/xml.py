@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -109,5 +110,11 @@ def iso8601(value: datetime) -> str:
 
 def iso8601_seconds(timestamp: float) -> str:
     """A POSIX time as S3 lists it, whole seconds (cheaper than going through datetime)."""
-    t = time.gmtime(timestamp)
+    return _iso8601_second(int(timestamp // 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso8601_second(second: int) -> str:
+    # Cached: a listing page's entries were mostly written within a few seconds of each other.
+    t = time.gmtime(second)
     return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.000Z"

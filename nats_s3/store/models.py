@@ -148,6 +148,12 @@ def parse_mtime(text: str) -> datetime:
     """RFC 3339 with up to nanoseconds (Go writes 9 fractional digits, Python reads 6)."""
     if not text:
         return datetime.fromtimestamp(0, UTC)
+    try:  # the common case, ten times faster than the general one below (index builds parse every meta)
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is not None:
+            return value.astimezone(UTC)
+    except ValueError:
+        pass
     t = text.strip()
     if t.endswith("Z"):
         t = t[:-1] + "+00:00"
