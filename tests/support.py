@@ -178,7 +178,10 @@ class GatewayProcess:
         data_dir: Path | None = None,
         extra: list[str] | None = None,
         log_path: Path | None = None,
+        gc_args: list[str] | None = None,
     ) -> None:
+        """`gc_args`: the collector's flags, GC_ARGS (seconds) unless given; benchmarks pass [] for the
+        defaults, so no collector pass lands in what they measure."""
         self.port = free_port()
         self.args = [
             sys.executable,
@@ -194,7 +197,8 @@ class GatewayProcess:
         if data_dir is not None:
             self.args += ["--data-dir", str(data_dir)]
         extra = extra or []
-        self.args += [a for a in GC_ARGS if not any(e.startswith("--gc.") for e in extra)] + extra
+        gc = GC_ARGS if gc_args is None else gc_args
+        self.args += [a for a in gc if not any(e.startswith("--gc.") for e in extra)] + extra
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="nats-s3-gw-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -536,3 +536,35 @@ async def test_a_fence_left_by_a_dead_gateway_lapses(gw: Gateway, bucket: str) -
     await gw.store.delete_object(bucket, "k")
     with pytest.raises(ObjectNotFound):
         await gw.store.head_object(bucket, "k")
+
+
+async def test_upload_records_of_a_deleted_bucket_are_forgotten(gw: Gateway) -> None:
+    name = f"c-{uuid.uuid4().hex[:10]}"
+    await gw.store.create_bucket(name)
+    upload = await gw.multipart.create(name, "k", {}, checksum_algorithm=None, checksum_type=None, owner="o")
+    records = gw.multipart.records(name)
+    assert await records.get(f"U.{upload.upload_id}") is not None
+    await gw.store.delete_bucket(name)  # uploads merely open go with the bucket
+    assert await records.get(f"U.{upload.upload_id}") is None
+    # One created in the moment between the stream's deletion and that cleanup is swept by the collector.
+    await records.create("U.latecomer", upload.model_copy(update={"upload_id": "latecomer"}).model_dump_json().encode())
+    await gw.multipart.forget_deleted_buckets()
+    assert await records.get("U.latecomer") is None
+
+
+async def test_an_upload_being_completed_keeps_its_bucket(gw: Gateway) -> None:
+    name = f"c-{uuid.uuid4().hex[:10]}"
+    await gw.store.create_bucket(name)
+    upload_id, bodies, etags = await new_upload(gw, name, "mp")
+    pause = Pause()
+    gw.store.pauses.set("complete.marked", pause)
+    completing = asyncio.ensure_future(
+        gw.multipart.complete(name, "mp", upload_id, [(1, etags[0]), (2, etags[1])], lambda _: None)
+    )
+    await pause.reached.wait()
+    gw.store.pauses.clear()
+    with pytest.raises(BucketNotEmpty):  # an object is on its way
+        await gw.store.delete_bucket(name)
+    pause.release.set()
+    await completing
+    assert await read_all(gw.store, name, "mp") == b"".join(bodies)

@@ -152,6 +152,7 @@ class Collector:
         for gone in set(self.stats.blocked) - set(buckets):
             self.stats.blocked.pop(gone, None)
         if expiry_due:
+            await self.multipart.forget_deleted_buckets()
             self._last_expiry = time.monotonic()
         self.stats.passes += 1
         self.stats.last_pass_seconds = time.monotonic() - started

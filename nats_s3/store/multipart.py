@@ -1,8 +1,10 @@
-"""Multipart uploads: upload and part records and part bytes, all in the bucket's own stream.
+"""Multipart uploads: upload and part records in the gateway's KV bucket, part bytes in the bucket's stream.
 
 Complete writes only the object's meta, which lists the parts' chunk subjects in order: no byte is
 copied. The upload record serialises Complete, Abort and expiry (each changes it compare-and-set);
-no step frees a part's chunks, it claims them for the collector (store/claims.py) instead.
+no step frees a part's chunks, it claims them for the collector (store/claims.py) instead. The
+records sit in the small KV stream rather than beside the bucket's chunks, where reading a few
+hundred of them would load the chunk-filled blocks around each.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pydantic import BaseModel, ValidationError
 from . import naming
 from .claims import ClaimSpec, part_owner, send_claims
 from .errors import (
+    BucketNotEmpty,
     InvalidPart,
     ObjectNotFound,
     PartTooSmall,
+    StoreUnavailable,
     UnreadableRecord,
     UploadNotFound,
     VersionNotFound,
@@ -69,6 +73,7 @@ class UploadRecord(BaseModel):
     checksum_algorithm: str | None = None
     checksum_type: str | None = None
     owner: str = ""
+    bucket_created: str = ""  # the bucket it belongs to: one deleted and made again does not inherit it
     expires: str | None = None  # aborted by the collector after this (the --multipart.expiry of its creator)
     state: str = OPEN
     # Set while completing: the meta Complete commits, so a Complete that died can be resumed or undone.
@@ -117,6 +122,11 @@ def multipart_etag(parts: list[PartRecord]) -> str:
     return f"{digest}-{len(parts)}"
 
 
+def upload_prefix(kv_prefix: str, bucket: str) -> str:
+    """Where one bucket's multipart records sit in the gateway's KV bucket."""
+    return f"{kv_prefix}mp.{naming.nats_bucket(bucket)}."
+
+
 def _upload_key(upload_id: str) -> str:
     return f"U.{upload_id}"
 
@@ -143,10 +153,12 @@ def _parse(model: type[BaseModel], data: bytes, what: str):  # type: ignore[no-u
 class MultipartStore:
     def __init__(self, store: NatsStore) -> None:
         self.store = store
+        store.deletion_checks.append(self.check_deletable)
+        store.on_bucket_deleted.append(self.forget_bucket)
 
     def records(self, bucket: str) -> Records:
-        nb = naming.nats_bucket(bucket)
-        return Records(self.store.nc, self.store.js, self.store.publisher, naming.stream_name(nb), f"$O.{nb}.")
+        kv = self.store.configs.records
+        return Records(self.store.nc, self.store.js, self.store.publisher, kv.stream, upload_prefix(kv.prefix, bucket))
 
     async def create(
         self,
@@ -167,6 +179,7 @@ class MultipartStore:
             key=key,
             upload_id=upload_id,
             initiated=format_mtime(now),
+            bucket_created=self.store.configs.get(bucket).created,
             expires=format_mtime(now + expiry),
             headers=headers,
             checksum_algorithm=checksum_algorithm,
@@ -185,6 +198,8 @@ class MultipartStore:
         record: UploadRecord = _parse(UploadRecord, found.value, f"upload {upload_id}")
         if key is not None and record.key != key:
             raise UploadNotFound(upload_id)
+        if record.bucket_created and record.bucket_created != self.store.configs.get(bucket).created:
+            raise UploadNotFound(upload_id)  # made in a bucket of this name that was deleted since
         return found.revision, record
 
     async def _open_upload(self, bucket: str, key: str | None, upload_id: str) -> tuple[int, UploadRecord]:
@@ -437,14 +452,36 @@ class MultipartStore:
         return info
 
     async def count_in_progress(self) -> int:
-        total = 0
-        for bucket in await self.store.list_buckets():
-            nb = naming.nats_bucket(bucket.name)
-            info = await self.store._api(
-                f"STREAM.INFO.{naming.stream_name(nb)}", {"subjects_filter": naming.upload_wildcard(nb)}
-            )
-            total += len((info.get("state") or {}).get("subjects") or {})
-        return total
+        kv = self.store.configs.records
+        info = await self.store._api(f"STREAM.INFO.{kv.stream}", {"subjects_filter": f"{kv.prefix}mp.*.U.>"})
+        return len((info.get("state") or {}).get("subjects") or {})
+
+    async def check_deletable(self, bucket: str) -> None:
+        """Before its bucket goes: an upload being completed makes it BucketNotEmpty (an object is on
+        its way); uploads merely open go with the bucket."""
+        for record in await self.records(bucket).scan("U."):
+            if _parse(UploadRecord, record.value, record.key).state == COMPLETING:
+                raise BucketNotEmpty(bucket)
+
+    async def forget_bucket(self, bucket: str) -> None:
+        """After its bucket went: its uploads' records (their parts' chunks went with its stream)."""
+        kv = self.store.configs.records
+        resp = await self.store._api(f"STREAM.PURGE.{kv.stream}", {"filter": f"{upload_prefix(kv.prefix, bucket)}>"})
+        if err := resp.get("error"):
+            raise StoreUnavailable(f"forgetting the uploads of {bucket}: {err.get('description')}")
+
+    async def forget_deleted_buckets(self) -> None:
+        """Drop the records of uploads whose bucket is gone (one created while its bucket was deleted)."""
+        kv = self.store.configs.records
+        info = await self.store._api(f"STREAM.INFO.{kv.stream}", {"subjects_filter": f"{kv.prefix}mp.>"})
+        subjects = (info.get("state") or {}).get("subjects") or {}
+        nats_names = {subject[len(kv.prefix) :].split(".")[1] for subject in subjects}
+        # Buckets listed after the records were: a record's bucket existed before the record did.
+        existing = {naming.nats_bucket(b.name) for b in await self.store.list_buckets()}
+        for nb in nats_names - existing:
+            resp = await self.store._api(f"STREAM.PURGE.{kv.stream}", {"filter": f"{kv.prefix}mp.{nb}.>"})
+            if err := resp.get("error"):
+                raise StoreUnavailable(f"forgetting uploads of {nb}: {err.get('description')}")
 
     async def expire(self, bucket: str, max_age: timedelta) -> int:
         """Abort the bucket's uploads past their expiry (or, without one recorded, initiated longer than

@@ -90,32 +90,6 @@ def claim_wildcard(nats_name: str) -> str:
     return f"$O.{nats_name}.G.>"
 
 
-def upload_subject(nats_name: str, upload_id: str) -> str:
-    """A multipart upload in progress (or being completed)."""
-    return f"$O.{nats_name}.U.{upload_id}"
-
-
-def upload_wildcard(nats_name: str) -> str:
-    return f"$O.{nats_name}.U.>"
-
-
-def completed_subject(nats_name: str, upload_id: str) -> str:
-    """A completed multipart upload, kept a while so a retried Complete gets the same answer."""
-    return f"$O.{nats_name}.D.{upload_id}"
-
-
-def completed_wildcard(nats_name: str) -> str:
-    return f"$O.{nats_name}.D.>"
-
-
-def part_subject(nats_name: str, upload_id: str, number: int) -> str:
-    return f"$O.{nats_name}.P.{upload_id}.{number:05d}"
-
-
-def part_wildcard(nats_name: str, upload_id: str) -> str:
-    return f"$O.{nats_name}.P.{upload_id}.>"
-
-
 def stream_subjects(nats_name: str) -> list[str]:
     """Every subject a bucket's stream listens on."""
     return [
@@ -123,7 +97,4 @@ def stream_subjects(nats_name: str) -> list[str]:
         meta_wildcard(nats_name),
         version_wildcard(nats_name),
         claim_wildcard(nats_name),
-        upload_wildcard(nats_name),
-        completed_wildcard(nats_name),
-        f"$O.{nats_name}.P.>",
     ]

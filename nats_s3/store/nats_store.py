@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +63,9 @@ class NatsStore(VersionedWrites):
         self.configs = BucketConfigs(nc, self.js, self.publisher, replicas)
         self.index = ListIndex(nc, self.js)
         self.pauses = PausePoints()
+        # What else must agree before a bucket goes, and be forgotten once it went (multipart records).
+        self.deletion_checks: list[Callable[[str], Awaitable[None]]] = []
+        self.on_bucket_deleted: list[Callable[[str], Awaitable[None]]] = []
 
     async def start(self) -> None:
         """Load the bucket configurations (and keep them current) before serving."""
@@ -181,6 +184,8 @@ class NatsStore(VersionedWrites):
         history = await self.index.history(bucket)
         if history.any_live(index):
             raise BucketNotEmpty(bucket)
+        for check in self.deletion_checks:
+            await check(bucket)
 
     async def delete_bucket(self, bucket: str) -> None:
         """Delete an empty bucket. Writes are fenced off while emptiness is checked (store/fence.py), so
@@ -210,6 +215,8 @@ class NatsStore(VersionedWrites):
                 with contextlib.suppress(BucketNotFound, StoreUnavailable):
                     await lift_fence(self.nc, stream, fence.token)
         await self.configs.forget(bucket)
+        for forget in self.on_bucket_deleted:
+            await forget(bucket)
 
     # ---- versioning ------------------------------------------------------------------------------
 
