@@ -691,7 +691,9 @@ class Run:
     def start_gateway(self) -> tuple[GatewayProcess, S3]:
         if self.gateway is not None:
             self.gateway.stop()
-        gw = GatewayProcess(self.creds, self.nats.url, log_path=self.tmp / f"gateway-{len(self.gateways)}.log")
+        gw = GatewayProcess(
+            self.creds, self.nats.url, log_path=self.tmp / f"gateway-{len(self.gateways)}.log", gc_args=[]
+        )
         self.gateways.append(gw)
         self.gateway = gw.start()
         pool = max(self.args.bucket_threads * 2, 10)

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="nats-s3-bench-mp-"))
     nats_server = NatsServerProcess(store_dir=tmp / "js").start()
-    gateway = GatewayProcess(write_credentials(tmp / "creds.json"), nats_server.url).start()
+    gateway = GatewayProcess(write_credentials(tmp / "creds.json"), nats_server.url, gc_args=[]).start()
     target = Target(gateway.endpoint, ACCESS_KEY, SECRET_KEY, "us-east-1", 300.0)
     results: dict[str, object] = {
         "bench": "multipart",

@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
             creds = write_credentials(
                 tmp / "credentials.json", [{"accessKey": args.access_key, "secretKey": args.secret_key}]
             )
-            gateway = GatewayProcess(creds, nats.url, log_path=tmp / "gateway.log").start()
+            gateway = GatewayProcess(creds, nats.url, log_path=tmp / "gateway.log", gc_args=[]).start()
             assert nats.proc is not None and gateway.proc is not None
             pids = {"gateway": gateway.proc.pid, "nats": nats.proc.pid}
             endpoint = gateway.endpoint

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway: GatewayProcess | None = None
     record: dict[str, Any] = {"machine": machine_info(), "args": vars(args)}
     try:
-        gateway = GatewayProcess(creds, server.url, extra=["--gc.grace", "1h"], log_path=tmp / "gateway.log").start()
+        gateway = GatewayProcess(creds, server.url, log_path=tmp / "gateway.log", gc_args=[]).start()
         s3 = S3(gateway.endpoint, ACCESS_KEY, SECRET_KEY, 4, 120)
         s3.client.create_bucket(Bucket=BUCKET)
         s3.client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
