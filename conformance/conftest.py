@@ -192,6 +192,10 @@ def empty_and_delete(probe: Any, bucket: str) -> None:
     with contextlib.suppress(ClientError):
         for upload in probe.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
             probe.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    with contextlib.suppress(ClientError):  # a versioned bucket is empty only without versions and markers
+        for page in probe.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                probe.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
     try:
         keys = [o["Key"] for page in probe.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for o in page.get("Contents", [])]  # fmt: skip

@@ -33,6 +33,7 @@ OPERATIONS: dict[str, str] = {
     "list_paging": "listing across pages",
     "batch_delete": "batch delete (DeleteObjects)",
     "multipart": "multipart upload (12 MiB)",
+    "versions": "versioning: enable, list versions, read and delete one by id",
     "presigned_get": "presigned GET URL, used by a plain HTTP client",
     "presigned_put": "presigned PUT URL, used by a plain HTTP client",
     "sync": "directory sync",

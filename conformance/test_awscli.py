@@ -171,6 +171,30 @@ def test_batch_delete(aws: Cli, bucket: str, tmp_path: Path, wire: Wire, probe: 
     watch.expect("DeleteObjects", status=200)
 
 
+@cell("versions")
+def test_versions(aws: Cli, bucket: str, tmp_path: Path, wire: Wire) -> None:
+    watch = wire.watch(bucket)
+    api(aws, "put-bucket-versioning", "--bucket", bucket, "--versioning-configuration", "Status=Enabled")
+    assert api(aws, "get-bucket-versioning", "--bucket", bucket)["Status"] == "Enabled"
+    body, ids = tmp_path / "doc.txt", []
+    for generation in range(2):
+        body.write_bytes(f"generation {generation}".encode())
+        ids.append(api(aws, "put-object", "--bucket", bucket, "--key", "doc.txt", "--body", body)["VersionId"])
+    marker = api(aws, "delete-object", "--bucket", bucket, "--key", "doc.txt")
+    assert marker["DeleteMarker"] is True
+    listed = api(aws, "list-object-versions", "--bucket", bucket)
+    assert [v["VersionId"] for v in listed["Versions"]] == ids[::-1]
+    assert [(m["VersionId"], m["IsLatest"]) for m in listed["DeleteMarkers"]] == [(marker["VersionId"], True)]
+    old = tmp_path / "old.txt"
+    api(aws, "get-object", "--bucket", bucket, "--key", "doc.txt", "--version-id", ids[0], old)
+    assert old.read_bytes() == b"generation 0"
+    for vid in [*ids, marker["VersionId"]]:
+        api(aws, "delete-object", "--bucket", bucket, "--key", "doc.txt", "--version-id", vid)
+    assert not api(aws, "list-object-versions", "--bucket", bucket).get("Versions")
+    watch.expect("PutBucketVersioning", status=200)
+    watch.expect("ListObjectVersions", status=200, at_least=2)
+
+
 @cell("multipart")
 def test_multipart(aws: Cli, bucket: str, big_file: Path, tmp_path: Path, wire: Wire) -> None:
     watch = wire.watch(bucket)

@@ -165,6 +165,26 @@ def test_batch_delete(s3: Any, bucket: str, wire: Wire) -> None:
     watch.expect("DeleteObjects", status=200)
 
 
+@cell("versions")
+def test_versions(s3: Any, bucket: str, wire: Wire) -> None:
+    watch = wire.watch(bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    ids = [s3.put_object(Bucket=bucket, Key="doc.txt", Body=f"generation {g}".encode())["VersionId"] for g in range(2)]
+    marker = s3.delete_object(Bucket=bucket, Key="doc.txt")
+    assert marker["DeleteMarker"] is True
+    listed = s3.list_object_versions(Bucket=bucket)
+    assert [v["VersionId"] for v in listed["Versions"]] == ids[::-1]
+    assert [(m["VersionId"], m["IsLatest"]) for m in listed["DeleteMarkers"]] == [(marker["VersionId"], True)]
+    assert s3.get_object(Bucket=bucket, Key="doc.txt", VersionId=ids[0])["Body"].read() == b"generation 0"
+    s3.delete_objects(
+        Bucket=bucket,
+        Delete={"Objects": [{"Key": "doc.txt", "VersionId": v} for v in [*ids, marker["VersionId"]]]},
+    )
+    assert not s3.list_object_versions(Bucket=bucket).get("Versions")
+    watch.expect("ListObjectVersions", status=200, at_least=2)
+
+
 @cell("multipart")
 def test_multipart(s3: Any, bucket: str, big_file: Path, tmp_path: Path, wire: Wire) -> None:
     watch = wire.watch(bucket)

@@ -13,6 +13,7 @@ from minio import Minio
 from minio.commonconfig import REPLACE, ComposeSource, CopySource
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from minio.versioningconfig import ENABLED, VersioningConfig
 
 from .clients import (
     LIST,
@@ -160,6 +161,21 @@ def test_batch_delete(mc: Minio, bucket: str, wire: Wire) -> None:
     assert errors == []
     assert [o.object_name for o in mc.list_objects(bucket, recursive=True)] == ["keep"]
     watch.expect("DeleteObjects", status=200)
+
+
+@cell("versions")
+def test_versions(mc: Minio, bucket: str, wire: Wire) -> None:
+    watch = wire.watch(bucket)
+    mc.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+    assert mc.get_bucket_versioning(bucket).status == ENABLED
+    ids = [put(mc, bucket, "doc.txt", f"generation {g}".encode()).version_id for g in range(2)]
+    listed = [(o.object_name, o.version_id, o.is_latest) for o in mc.list_objects(bucket, include_version=True)]
+    assert listed == [("doc.txt", ids[1], "true"), ("doc.txt", ids[0], "false")], listed
+    assert read(mc, bucket, "doc.txt", version_id=ids[0]) == b"generation 0"
+    for vid in ids:
+        mc.remove_object(bucket, "doc.txt", version_id=vid)
+    assert list(mc.list_objects(bucket, include_version=True)) == []
+    watch.expect("ListObjectVersions", status=200, at_least=2)
 
 
 @cell("multipart")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,24 @@ def test_list_paging(rc: Cli, listing_bucket: str, wire: Wire) -> None:
 @cell("batch_delete")
 def test_batch_delete() -> None:
     not_supported("`rclone delete` and `rclone purge` send one DeleteObject per key, never DeleteObjects")
+
+
+@cell("versions")
+def test_versions(rc: Cli, bucket: str, tmp_path: Path, wire: Wire, probe: Any) -> None:
+    # rclone has no command that enables versioning; it lists and reads the versions of a bucket that has it.
+    probe.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    watch = wire.watch(bucket)
+    src = tmp_path / "doc.txt"
+    for generation in range(3):
+        src.write_bytes(f"generation {generation}".encode())
+        rc("copyto", src, f"gw:{bucket}/doc.txt")
+        time.sleep(1.1)  # rclone names an older version by its time, to the second
+    names = rc("lsf", "--s3-versions", f"gw:{bucket}").stdout.split()
+    assert "doc.txt" in names and len([n for n in names if n.startswith("doc-v")]) == 2, names
+    oldest = sorted(n for n in names if n.startswith("doc-v"))[0]
+    assert rc("cat", "--s3-versions", f"gw:{bucket}/{oldest}").stdout == "generation 0"
+    assert rc("cat", f"gw:{bucket}/doc.txt").stdout == "generation 2"
+    watch.expect("ListObjectVersions", status=200)
 
 
 @cell("multipart")

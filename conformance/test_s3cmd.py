@@ -141,6 +141,11 @@ def test_batch_delete(sc: Cli, bucket: str, wire: Wire, probe: Any) -> None:
     watch.expect("DeleteObjects", status=200)
 
 
+@cell("versions")
+def test_versions() -> None:
+    not_supported("s3cmd has no commands for object versions")
+
+
 @cell("multipart")
 def test_multipart(sc: Cli, bucket: str, big_file: Path, tmp_path: Path, wire: Wire, probe: Any) -> None:
     watch = wire.watch(bucket)
