@@ -47,6 +47,28 @@ def test_gateway_object_read_by_nats_py(s3, bucket: str, nats_url: str) -> None:
     assert info.headers["content-type"] == ["application/x-test"]
 
 
+def test_latest_version_of_a_versioned_key_read_by_nats_py(s3, bucket: str, nats_url: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    bodies = [os.urandom(400_000 + i) for i in range(3)]
+    for body in bodies:
+        s3.put_object(Bucket=bucket, Key="versioned.bin", Body=body)
+
+    async def read(js):  # type: ignore[no-untyped-def]
+        store = await js.object_store(naming.nats_bucket(bucket))
+        return (await store.get("versioned.bin")).data, [i.name for i in await store.list()]
+
+    data, names = run(_with_js(nats_url, read))
+    assert data == bodies[-1] and names == ["versioned.bin"]  # the latest, and older versions are not entries
+    s3.delete_object(Bucket=bucket, Key="versioned.bin")  # a delete marker: deleted, to an Object Store client
+
+    async def gone(js):  # type: ignore[no-untyped-def]
+        store = await js.object_store(naming.nats_bucket(bucket))
+        with pytest.raises(nats.js.errors.ObjectNotFoundError):
+            await store.get_info("versioned.bin")
+
+    run(_with_js(nats_url, gone))
+
+
 def test_nats_py_object_served_over_s3(s3, bucket: str, nats_url: str) -> None:
     data = os.urandom(700_001)
 
