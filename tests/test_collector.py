@@ -568,3 +568,19 @@ async def test_an_upload_being_completed_keeps_its_bucket(gw: Gateway) -> None:
     pause.release.set()
     await completing
     assert await read_all(gw.store, name, "mp") == b"".join(bodies)
+
+
+async def test_claims_of_one_chunk_subject_far_apart_are_settled_in_one_pass(gw: Gateway, bucket: str) -> None:
+    # Each first version's intent and the claim its overwrite writes are ~300 claims apart, beyond one
+    # fetched batch of claims: the pass must read the later one, not defer the subject for ever.
+    for i in range(300):
+        await gw.store.put_object(bucket, f"k{i}", pieces(b"first"), {})
+    for i in range(300):
+        await gw.store.put_object(bucket, f"k{i}", pieces(b"second"), {})
+    assert await gw.collect(bucket) == 300
+    assert len(await chunk_subjects(gw.store, bucket)) == 300
+    info = await gw.store.js.stream_info(
+        naming.stream_name(naming.nats_bucket(bucket)),
+        subjects_filter=naming.claim_wildcard(naming.nats_bucket(bucket)),
+    )
+    assert not info.state.subjects  # and every claim is settled

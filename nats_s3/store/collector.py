@@ -40,7 +40,8 @@ log = logging.getLogger("nats_s3.store.collector")
 
 BATCH = 256  # claims fetched per request
 PASS_BUDGET = 4096  # chunk subjects settled per bucket per pass
-CONCURRENCY = 16  # chunk subjects checked at once
+BEHIND_PAUSE = 0.05  # seconds between passes while work is left over
+CONCURRENCY = 64  # chunk subjects checked at once
 READ_TIMEOUT = 10.0
 KEPT, FREED, DEFERRED = "kept", "freed", "deferred"
 EXPIRY_EVERY = 5.0  # seconds between multipart expiry sweeps
@@ -82,6 +83,7 @@ class Collector:
         self.multipart_expiry = multipart_expiry
         self.stats = CollectorStats()
         self._last_expiry = 0.0
+        self._budget_spent = False
 
     @property
     def _nc(self) -> NatsClient:
@@ -93,14 +95,16 @@ class Collector:
         renewer = asyncio.get_running_loop().create_task(self._keep_lease())
         try:
             while True:
+                behind = False
                 if self.lease.held:
                     try:
-                        await self.run_pass()
+                        behind = await self.run_pass()
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
                         log.warning("collector pass failed", extra={"error": repr(exc)})
-                await asyncio.sleep(interval)
+                # A pass is bounded; one that left work behind is followed at once by the next.
+                await asyncio.sleep(BEHIND_PAUSE if behind else interval)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -122,16 +126,19 @@ class Collector:
                 log.debug("collector lease renewal failed", extra={"error": repr(exc)})
             await asyncio.sleep(self.lease.ttl / 4)
 
-    async def run_pass(self) -> None:
+    async def run_pass(self) -> bool:
+        """One pass over every bucket; True when some bucket had more ripe claims than a pass settles."""
         started = time.monotonic()
         buckets = [b.name for b in await self.store.list_buckets()]
         # Each upload records when it expires; looking for them costs one stream info per bucket.
         expiry_due = time.monotonic() - self._last_expiry >= EXPIRY_EVERY
+        behind = False
         for bucket in buckets:
             if not self.lease.held:
-                return
+                return False
             try:
                 await self.collect_bucket(bucket)
+                behind = behind or self._budget_spent
                 if expiry_due:
                     self.stats.expired_uploads += await self.multipart.expire(
                         bucket, timedelta(seconds=self.multipart_expiry)
@@ -156,6 +163,7 @@ class Collector:
             self._last_expiry = time.monotonic()
         self.stats.passes += 1
         self.stats.last_pass_seconds = time.monotonic() - started
+        return behind
 
     async def collect_bucket(self, bucket: str) -> int:
         """Settle the bucket's ripe claims, oldest first; returns how many chunk subjects were freed."""
@@ -170,9 +178,10 @@ class Collector:
         keep_from: int | None = None
         limit = asyncio.Semaphore(CONCURRENCY)
 
-        async def settle(nuid: str, claims: list[_Message]) -> tuple[str, list[_Message], str]:
+        async def settle(nuid: str, claims: list[_Message]) -> tuple[str, int, int, str]:
             async with limit:
-                return nuid, claims, await self._settle(bucket, nb, stream, nuid, claims, cutoff)
+                verdict, last_seq = await self._settle(bucket, nb, stream, nuid, claims, cutoff)
+                return nuid, claims[0].seq, last_seq, verdict
 
         while settled < PASS_BUDGET:
             batch = await self._direct_batch(stream, naming.claim_wildcard(nb), seq, BATCH)
@@ -194,47 +203,59 @@ class Collector:
             seq = end
             seen.update(window)
             results = await asyncio.gather(*(settle(nuid, claims) for nuid, claims in window.items()))
-            for _, claims, verdict in results:
+            for _, first, _, verdict in results:
                 if verdict == DEFERRED:
-                    first = claims[0].seq
                     keep_from = first if keep_from is None else min(keep_from, first)
             boundary = end if keep_from is None else min(keep_from, end)
             if boundary > 1:
                 await self._purge(stream, naming.claim_wildcard(nb), boundary - 1)
-            for nuid, claims, verdict in results:
-                if verdict != DEFERRED and claims[-1].seq >= boundary:
-                    await self._purge(stream, naming.claim_subject(nb, nuid), claims[-1].seq)
-            freed += sum(1 for _, _, verdict in results if verdict == FREED)
+            for nuid, _, last_seq, verdict in results:
+                if verdict != DEFERRED and last_seq >= boundary:
+                    await self._purge(stream, naming.claim_subject(nb, nuid), last_seq)
+            freed += sum(1 for *_, verdict in results if verdict == FREED)
             settled += len(results)
             if done or len(batch) < BATCH:
                 break
+        self._budget_spent = settled >= PASS_BUDGET
         return freed
 
-    async def _settle(self, bucket: str, nb: str, stream: str, nuid: str, claims: list[_Message], cutoff: float) -> str:
-        """KEPT: an owner still references the chunks; FREED: none did and they are purged; DEFERRED:
-        a newer claim, or a chunk written within the grace period, says to look again later. The
-        caller drops the claims looked at unless DEFERRED."""
-        owners: set[tuple[str | None, Owner]] = set()
-        for msg in claims:
-            claim = _parse_claim(msg)
-            owners.update((claim.k, owner) for owner in claim.o)
+    async def _settle(
+        self, bucket: str, nb: str, stream: str, nuid: str, claims: list[_Message], cutoff: float
+    ) -> tuple[str, int]:
+        """KEPT: an owner still references the chunks; FREED: none does, and they are purged;
+        DEFERRED: a claim or a chunk newer than the grace period says to look again later. With the
+        sequence of the last claim looked at, which the caller drops unless DEFERRED.
+
+        `claims` are those of this chunk subject the pass has seen so far; a later one (past the
+        pass's window) is read from the stream leader before anything is freed, since it may name
+        another owner."""
+        owners = _owners_of(claims)
         found: dict[tuple[str, str], tuple[Head | None, Head | None]] = {}
         if await self._referenced(bucket, nuid, owners, found):
             self.stats.settled_claims += len(claims)
-            return KEPT
+            return KEPT, claims[-1].seq
+        latest_claim = await self._last(stream, naming.claim_subject(nb, nuid))
+        if latest_claim is not None and latest_claim.seq > claims[-1].seq:
+            claims = await self._claims_of(stream, nb, nuid, latest_claim.seq)
+            if max(m.time for m in claims) > cutoff:
+                return DEFERRED, claims[-1].seq
+            more = _owners_of(claims) - owners
+            if more and await self._referenced(bucket, nuid, more, found):
+                self.stats.settled_claims += len(claims)
+                return KEPT, claims[-1].seq
         newest_chunk = await self._last(stream, naming.chunk_subject(nb, nuid))
         if newest_chunk is not None and newest_chunk.time > cutoff:
-            return DEFERRED  # still being written: an upload that takes longer than the grace period
+            return DEFERRED, claims[-1].seq  # still being written: an upload longer than the grace period
         if self.store.pauses.active:
             await self.store.pauses.reach("collector.before_free")
         latest_claim = await self._last(stream, naming.claim_subject(nb, nuid))
         if latest_claim is None or latest_claim.seq != claims[-1].seq or not self.lease.held:
-            return DEFERRED  # a claim arrived meanwhile (looked at next time), or the lease is going
+            return DEFERRED, claims[-1].seq  # a claim arrived meanwhile (looked at next time), or the lease goes
         await self._purge(stream, naming.chunk_subject(nb, nuid), None)
         await self._tidy(nb, stream, found)
         self.stats.settled_claims += len(claims)
         self.stats.freed_subjects += 1
-        return FREED
+        return FREED, claims[-1].seq
 
     async def _referenced(
         self,
@@ -303,6 +324,27 @@ class Collector:
 
     # ---- JetStream reads -----------------------------------------------------------------------
 
+    async def _claims_of(self, stream: str, nb: str, nuid: str, through: int) -> list[_Message]:
+        """Every claim on one chunk subject up to sequence `through`, from the stream leader."""
+        subject = naming.claim_subject(nb, nuid)
+        out: list[_Message] = []
+        seq = 1
+        while seq <= through:
+            resp = await js_request(self._nc, f"STREAM.MSG.GET.{stream}", {"seq": seq, "next_by_subj": subject})
+            if err := resp.get("error"):
+                if err.get("err_code") == ERR_NO_MESSAGE:
+                    break
+                if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                    raise BucketNotFound(stream)
+                raise StoreUnavailable(f"reading claims {subject}: {err.get('description')}")
+            msg = _from_api(resp["message"])
+            if msg.seq > through:
+                break
+            _parse_claim(msg)
+            out.append(msg)
+            seq = msg.seq + 1
+        return out
+
     async def _last(self, stream: str, subject: str) -> _Message | None:
         resp = await js_request(self._nc, f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})
         if err := resp.get("error"):
@@ -358,6 +400,14 @@ def _from_api(message: dict[str, Any]) -> _Message:
         parse_mtime(str(message.get("time") or "")).timestamp(),
         base64.b64decode(message.get("data") or ""),
     )
+
+
+def _owners_of(claims: list[_Message]) -> set[tuple[str | None, Owner]]:
+    owners: set[tuple[str | None, Owner]] = set()
+    for msg in claims:
+        claim = _parse_claim(msg)
+        owners.update((claim.k, owner) for owner in claim.o)
+    return owners
 
 
 def _parse_claim(msg: _Message) -> Claim:
