@@ -233,7 +233,9 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
     nc: NatsClient | None = None
     try:
         nc = await connect_nats(settings, servers, metrics)
-        store = NatsStore(nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size)
+        store = NatsStore(
+            nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size, claim_refresh=settings.gc_grace / 3
+        )
         await store.start()
         try:
             await retire_legacy_uploads(store)

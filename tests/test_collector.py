@@ -72,7 +72,8 @@ async def gateways(own_nats: str) -> AsyncIterator[Callable[..., Awaitable[Gatew
         # Each its own lease: tests that want two collectors to compete build the leases themselves.
         lease_name = f"collector-{uuid.uuid4().hex[:8]}"
         nc = await nats.connect(own_nats)
-        store = NatsStore(nc, chunk_size=CHUNK)
+        # As the gateway sets it: writes in progress claim their chunks again three times a grace.
+        store = NatsStore(nc, chunk_size=CHUNK, claim_refresh=grace / 3 if grace else 600.0)
         await store.start()
         made.append((nc, store))
         return Gateway(store, lease_name, grace)
@@ -584,3 +585,135 @@ async def test_claims_of_one_chunk_subject_far_apart_are_settled_in_one_pass(gw:
         subjects_filter=naming.claim_wildcard(naming.nats_bucket(bucket)),
     )
     assert not info.state.subjects  # and every claim is settled
+
+
+# ---- what a review found, kept as regressions --------------------------------------------------------
+
+
+class Boom(Exception):
+    """Stands for a failure at a pause point (a lost ack, a dead connection)."""
+
+
+def fail() -> Callable[[], Awaitable[None]]:
+    async def hook() -> None:
+        raise Boom
+
+    return hook
+
+
+async def test_a_complete_whose_answer_was_lost_is_not_reopened(gw: Gateway, bucket: str) -> None:
+    await gw.store.set_versioning(bucket, Versioning.ENABLED)
+    upload_id, bodies, etags = await new_upload(gw, bucket, "mp")
+    requested = [(1, etags[0]), (2, etags[1])]
+    gw.store.pauses.set("commit.after_cas", fail())  # the object is committed, the answer lost
+    with pytest.raises(Boom):
+        await gw.multipart.complete(bucket, "mp", upload_id, requested, lambda _: None)
+    gw.store.pauses.clear()
+    _, upload = await gw.multipart.get_upload(bucket, "mp", upload_id)
+    assert upload.state == "completing"  # not handed back: an abort now could free the object's parts
+    with pytest.raises(UploadNotFound):
+        await gw.multipart.abort(bucket, "mp", upload_id)
+    again = await gw.multipart.complete(bucket, "mp", upload_id, requested, lambda _: None)  # the retry
+    history = await gw.store.list_versions_page(bucket, "", "", "", None, 100)
+    assert [e.version_id for e in history.entries] == [again.version_id]  # one version, not two sharing parts
+    await gw.collect(bucket)
+    assert await read_all(gw.store, bucket, "mp") == b"".join(bodies)
+
+
+async def test_a_slow_put_does_not_bring_back_a_version_deleted_meanwhile(gw: Gateway, bucket: str) -> None:
+    await gw.store.set_versioning(bucket, Versioning.ENABLED)
+    first = await gw.store.put_object(bucket, "k", pieces(b"a"), {})
+    second = await gw.store.put_object(bucket, "k", pieces(b"b"), {})
+    pause = Pause()
+    gw.store.pauses.set("put.before_commit", pause)
+    putting = asyncio.ensure_future(gw.store.put_object(bucket, "k", pieces(b"c"), {}))
+    await pause.reached.wait()  # it read `second` as the latest, before its body
+    gw.store.pauses.clear()
+    await gw.store.delete_object(bucket, "k", second.version_id)
+    await gw.collect(bucket)  # frees `second` and drops its tombstone
+    pause.release.set()
+    third = await putting
+    listed = [e.version_id for e in (await gw.store.list_versions_page(bucket, "", "", "", None, 100)).entries]
+    assert listed == [third.version_id, first.version_id]
+
+
+async def test_a_failed_delete_of_the_latest_leaves_it_a_version(gw: Gateway, bucket: str) -> None:
+    await gw.store.set_versioning(bucket, Versioning.ENABLED)
+    kept = await gw.store.put_object(bucket, "k", pieces(b"kept"), {})
+    gw.store.pauses.set("delete_latest.before_cas", fail())
+    with pytest.raises(Boom):
+        await gw.store.delete_object(bucket, "k", kept.version_id)
+    gw.store.pauses.clear()
+    await gw.store.put_object(bucket, "k", pieces(b"newer"), {})
+    await gw.collect(bucket)
+    assert await read_all(gw.store, bucket, "k", kept.version_id) == b"kept"
+
+
+async def test_listing_resumes_after_a_marker_deleted_between_pages(gw: Gateway, bucket: str) -> None:
+    await gw.store.set_versioning(bucket, Versioning.ENABLED)
+    made = [await gw.store.put_object(bucket, "k", pieces(f"v{i}".encode()), {}) for i in range(3)]
+    await gw.store.put_object(bucket, "l", pieces(b"other"), {})
+    page = await gw.store.list_versions_page(bucket, "", "", "", None, 1)
+    assert (page.next_key, page.next_version) == ("k", made[2].version_id)
+    await gw.store.delete_object(bucket, "k", made[2].version_id)  # made[1] becomes the latest
+    rest = await gw.store.list_versions_page(bucket, "", "", "k", made[2].version_id, 10)
+    assert [(e.key, e.version_id) for e in rest.entries] == [
+        ("k", made[1].version_id), ("k", made[0].version_id), ("l", rest.entries[-1].version_id)
+    ]  # fmt: skip
+
+
+async def test_a_long_history_is_paged_without_reading_it_whole(gw: Gateway, bucket: str) -> None:
+    await gw.store.set_versioning(bucket, Versioning.ENABLED)
+    made = [(await gw.store.put_object(bucket, "k", pieces(b"x"), {})).version_id for _ in range(60)]
+    heads, history = await gw.store.index.current_with_history(bucket)
+    seen, marker = [], None
+    while True:
+        page = history.versions_page(heads, "", "", "k" if marker else "", marker, 7)
+        seen += [e.version_id for e in page.entries]
+        if not page.truncated:
+            break
+        marker = page.next_version
+    assert seen == made[::-1]
+
+
+async def test_a_claim_refused_by_a_fence_waits_for_it(gw: Gateway, bucket: str) -> None:
+    upload_id, _, _ = await new_upload(gw, bucket, "mp")
+    await raise_fence(gw.store.nc, naming.stream_name(naming.nats_bucket(bucket)), seconds=1.0)
+    result = await outcome(
+        gw.multipart.upload_part(bucket, "mp", upload_id, 1, pieces(os.urandom(PART), MiB), no_checksum)
+    )
+    assert result[0] == "ok" or isinstance(result[1], BucketBusy), result  # never a raw error (a 500)
+    await gw.multipart.upload_part(bucket, "mp", upload_id, 1, pieces(os.urandom(PART), MiB), no_checksum)
+    await gw.multipart.abort(bucket, "mp", upload_id)
+    await gw.collect(bucket)
+    assert await chunk_subjects(gw.store, bucket) == set()  # the replaced parts were claimed after all
+
+
+async def test_deleting_a_delete_marker_leaves_nothing_behind(gw: Gateway, bucket: str) -> None:
+    await gw.store.set_versioning(bucket, Versioning.ENABLED)
+    marker = await gw.store.delete_object(bucket, "k")
+    await gw.store.delete_object(bucket, "k", marker.version_id)
+    await gw.collect(bucket)
+    nb = naming.nats_bucket(bucket)
+    info = await gw.store.js.stream_info(naming.stream_name(nb), subjects_filter=f"$O.{nb}.>")
+    assert not info.state.subjects, info.state.subjects  # no tombstone, no deletion mark, no claim
+
+
+async def test_a_write_stalled_longer_than_the_grace_keeps_its_chunks(gateways, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    gw = await gateways(grace=0.6)
+    stalled, resume = asyncio.Event(), asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield os.urandom(CHUNK)
+        stalled.set()
+        await resume.wait()  # the client pauses (an idle timeout allows minutes)
+        yield os.urandom(CHUNK)
+
+    putting = asyncio.ensure_future(gw.store.put_object(bucket, "k", body(), {}))
+    await stalled.wait()
+    for _ in range(5):
+        await asyncio.sleep(0.4)
+        assert await gw.collect(bucket) == 0  # its claim is renewed while it runs
+    resume.set()
+    await putting
+    assert len(await read_all(gw.store, bucket, "k")) == 2 * CHUNK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from nats_s3.store.list_index import BucketIndex, _entry, _successor
+from nats_s3.store.list_index import BucketIndex, HistoryIndex, MarkerEntry, OlderVersion, _entry, _successor
 
 
 def model(keys: list[str], prefix: str, delimiter: str, after: str, max_keys: int) -> tuple[list[str], list[str], bool]:
@@ -93,3 +93,81 @@ def test_successor() -> None:
     assert _successor("a\U0010ffff") == "b"
     assert _successor("\U0010ffff") is None
     assert _successor("\ud7ff") == "\ue000"
+
+
+# ---- ListObjectVersions over the two indexes, against a model -------------------------------------
+
+
+def _uid(n: int) -> str:
+    return f"{n:016x}00000000"
+
+
+def build_versions(rng: random.Random) -> tuple[BucketIndex, HistoryIndex, list[tuple[str, str, bool, bool]]]:
+    """Random keys, each with a few versions as the store leaves them (a latest, older ones, a copy of
+    the latest among them now and then, a null version named or left dead); and the listing S3 gives."""
+    heads, history = BucketIndex("b"), HistoryIndex("b")
+    expected: list[tuple[str, str, bool, bool]] = []
+    clock = 1_000_000
+    for key in sorted({random_key(rng) for _ in range(rng.randint(0, 25))}, key=lambda k: k.encode()):
+        count = rng.randint(1, 5)
+        versions = []
+        null_at = rng.randrange(count) if rng.random() < 0.5 else None
+        for i in range(count):
+            clock += rng.randint(1, 10)
+            versions.append((_uid(clock), i == null_at, rng.random() < 0.25))  # (uid, null, delete marker)
+        *older, latest = versions
+        latest_uid, latest_null, latest_marker = latest
+        latest_vid = "null" if latest_null else latest_uid
+        meta = {"s3-vid": latest_uid, "s3-etag": "e"}
+        if latest_null:
+            meta["s3-null"] = "1"
+        nullv = next((u for u, null, _ in older if null), None)
+        if nullv:
+            meta["s3-nullv"] = nullv
+        doc = {"size": 1, "mtime": "2026-11-23T10:00:00Z", "metadata": meta}
+        if latest_marker:
+            heads.marker_keys.add(key)
+            heads.markers[key] = MarkerEntry(latest_vid, 0.0)
+        else:
+            heads._upsert(key, _entry(doc, meta))
+        if nullv:
+            heads.nullv[key] = nullv
+        listed = [(key, latest_vid, True, latest_marker)]
+        shown = older + ([latest] if rng.random() < 0.3 else [])  # a copy of the latest, from a promotion
+        if rng.random() < 0.3:
+            clock += 1
+            shown.append((_uid(clock - 1000), True, False))  # a null version no longer named
+        for uid, null, marker in sorted(shown):
+            vmeta = {"s3-vid": uid, "s3-etag": "e", **({"s3-null": "1"} if null else {})}
+            entry = _entry({"size": 1, "mtime": "2026-11-23T10:00:00Z"}, vmeta)
+            versions_of = history.versions.setdefault(key, [])
+            if not versions_of:
+                history.keys.add(key)
+            versions_of.append(OlderVersion(uid, entry.version_id, marker, *entry[:4]))
+        for uid, null, marker in reversed(older):
+            if not null or uid == nullv:
+                listed.append((key, "null" if null else uid, False, marker))
+        expected += listed
+    return heads, history, expected
+
+
+def test_version_pages_match_the_model() -> None:
+    rng = random.Random(20261201)
+    for _ in range(200):
+        heads, history, expected = build_versions(rng)
+        for page_size in (1, 2, 3, 7, 1000):
+            seen: list[tuple[str, str, bool, bool]] = []
+            key_marker, version_marker = "", None
+            while True:
+                page = history.versions_page(heads, "", "", key_marker, version_marker, page_size)
+                seen += [(e.key, e.version_id, e.is_latest, e.delete_marker) for e in page.entries]
+                if not page.truncated:
+                    break
+                assert page.next_key is not None
+                key_marker, version_marker = page.next_key, page.next_version
+            assert seen == expected, (page_size, expected)
+        # With a delimiter: keys under a common prefix roll up into it, once.
+        want_prefixes = sorted({k[: k.index("/") + 1] for k, *_ in expected if "/" in k}, key=lambda p: p.encode())
+        page = history.versions_page(heads, "", "/", "", None, 10**6)
+        assert page.prefixes == want_prefixes
+        assert [(e.key, e.version_id) for e in page.entries] == [(k, v) for k, v, *_ in expected if "/" not in k]

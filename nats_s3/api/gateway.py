@@ -97,6 +97,8 @@ def store_error_to_s3(
         return S3Error("NoSuchVersion", extra={"Key": key or ""})
     if isinstance(exc, store_errors.BucketBusy):
         return S3Error("OperationAborted")
+    if isinstance(exc, store_errors.UploadBusy):
+        return S3Error("SlowDown", "Another CompleteMultipartUpload of this upload is in progress; retry.", status=503)
     if isinstance(exc, store_errors.UploadNotFound):
         return S3Error("NoSuchUpload", extra={"UploadId": str(exc)})
     if isinstance(exc, store_errors.InvalidPart):

@@ -11,6 +11,7 @@ claim is always written first.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import NamedTuple
 
@@ -18,7 +19,11 @@ from pydantic import BaseModel, ConfigDict
 
 from . import naming
 from .errors import StoreUnavailable
+from .fence import ERR_MESSAGE_TOO_BIG, wait_unfenced
 from .publisher import NoStream, PendingAck, Publisher, PublishRejected
+
+log = logging.getLogger("nats_s3.store.claims")
+CONFIRM_ATTEMPTS = 3
 
 
 class Owner(BaseModel):
@@ -74,18 +79,32 @@ class ClaimBatch:
         return self
 
     async def confirm(self) -> None:
-        """Wait for every ack; should any claim have been refused (a fence lifted between it and the
-        change, say), write them all again now, late rather than never."""
-        failed = False
-        for item in self._pending:
-            try:
-                await item.wait()
-            except (PublishRejected, NoStream, StoreUnavailable):
-                failed = True
-        if failed:
-            await self.send()
+        """Wait for every ack; should a claim have been refused (a fence raised between it and the
+        change, say), wait the fence out and write them all again: late rather than never."""
+        for _ in range(CONFIRM_ATTEMPTS):
+            fenced = missing = failed = False
             for item in self._pending:
-                await item.wait()
+                try:
+                    await item.wait()
+                except PublishRejected as exc:
+                    failed = True
+                    fenced = fenced or exc.err_code == ERR_MESSAGE_TOO_BIG
+                except NoStream:
+                    failed = missing = True
+                except StoreUnavailable:
+                    failed = True
+            if not failed:
+                return
+            if missing:
+                return  # the bucket is gone, its chunks with it
+            if fenced:
+                await wait_unfenced(self._publisher.nc, naming.stream_name(self._nb))
+            await self.send()
+        # The change they go with is made; failing its request now would undo nothing.
+        log.error(
+            "reclamation claims could not be written: their chunks stay until a later change claims them",
+            extra={"bucket": self._nb, "subjects": [s.nuid for s in self._specs]},
+        )
 
     def abandon(self) -> None:
         for item in self._pending:

@@ -300,13 +300,15 @@ class Collector:
         try:
             head = await self.store.read_head(bucket, key)
             if head is not None and is_version(head.doc) and uid_of(head.doc) == uid:
-                return nuid in chunk_nuids(head.doc)
+                return nuid in chunk_nuids(head.doc) or nuid == uid  # (a marker is claimed under its uid)
             older = await self.store.read_version(bucket, key, uid)
         except CorruptObject as exc:
             raise UnreadableRecord(f"{bucket}/{key}: {exc}") from exc
         found[(key, uid)] = (head, older)
         latest = head.doc if head is not None and is_version(head.doc) else None
-        return older is not None and live_in_history(older.doc, latest) and nuid in chunk_nuids(older.doc)
+        if older is None or not live_in_history(older.doc, latest):
+            return False
+        return nuid in chunk_nuids(older.doc) or nuid == uid
 
     async def _tidy(self, nb: str, stream: str, found: dict[tuple[str, str], tuple[Head | None, Head | None]]) -> None:
         """Drop the records the freed versions left: a version subject's tombstone, and a meta that only

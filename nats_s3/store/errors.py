@@ -71,6 +71,10 @@ class UploadNotFound(StoreError):
     """No multipart upload with that id (never created, aborted, or expired)."""
 
 
+class UploadBusy(StoreError):
+    """Another CompleteMultipartUpload of the upload is under way."""
+
+
 class InvalidPart(StoreError):
     """A part named in CompleteMultipartUpload was not uploaded, or its ETag differs."""
 

@@ -22,16 +22,21 @@ from .errors import BucketNotFound, StoreUnavailable
 from .jsapi import ERR_STREAM_NOT_FOUND, js_request
 
 ERR_MESSAGE_TOO_BIG = 10054  # "message size exceeds maximum allowed": what a fenced stream answers
-FENCE_KEY = "nats-s3.fence"  # "<deadline, POSIX seconds>:<token>"
+FENCE_KEY = "nats-s3.fence"  # "<deadline, POSIX seconds>:<token>:<margin, seconds>"
 SAVED_SIZE_KEY = "nats-s3.fence-saved-max-msg-size"
 FENCE_SECONDS = 30.0
+FENCE_MARGIN = 10.0
 WAIT_STEP = 0.05
 
 
 @dataclass(frozen=True, slots=True)
 class Fence:
+    """Its holder acts only while `margin` of it is left before the deadline, and others lift it only
+    `margin` past it: gateway clocks that differ by less than twice that never overlap the two."""
+
     token: str
     deadline: float
+    margin: float
 
 
 async def _config(nc: NatsClient, stream: str) -> dict[str, Any]:
@@ -56,20 +61,21 @@ def current_fence(config: dict[str, Any]) -> Fence | None:
     raw = (config.get("metadata") or {}).get(FENCE_KEY)
     if not raw:
         return None
-    deadline, _, token = raw.partition(":")
+    deadline, _, rest = raw.partition(":")
+    token, _, margin = rest.partition(":")
     try:
-        return Fence(token, float(deadline))
+        return Fence(token, float(deadline), float(margin or 0))
     except ValueError:
-        return Fence(token, 0.0)
+        return Fence(token, 0.0, 0.0)
 
 
 async def raise_fence(nc: NatsClient, stream: str, seconds: float = FENCE_SECONDS) -> Fence:
     config = await _config(nc, stream)
-    fence = Fence(secrets.token_hex(8), time.time() + seconds)
+    fence = Fence(secrets.token_hex(8), time.time() + seconds, min(FENCE_MARGIN, seconds / 3))
     metadata = dict(config.get("metadata") or {})
     if FENCE_KEY not in metadata:
         metadata[SAVED_SIZE_KEY] = str(config.get("max_msg_size", -1))
-    metadata[FENCE_KEY] = f"{fence.deadline}:{fence.token}"
+    metadata[FENCE_KEY] = f"{fence.deadline}:{fence.token}:{fence.margin}"
     await _update(nc, stream, {**config, "max_msg_size": 1, "metadata": metadata})
     # Every message proposed before the fence is stored once this purge (a no-op) is answered.
     resp = await js_request(nc, f"STREAM.PURGE.{stream}", {"filter": f"$O.{stream[4:]}.G.barrier"})
@@ -80,7 +86,7 @@ async def raise_fence(nc: NatsClient, stream: str, seconds: float = FENCE_SECOND
 
 async def still_fenced(nc: NatsClient, stream: str, fence: Fence) -> bool:
     found = current_fence(await _config(nc, stream))
-    return found is not None and found.token == fence.token and time.time() < fence.deadline
+    return found is not None and found.token == fence.token and time.time() < fence.deadline - fence.margin
 
 
 async def lift_fence(nc: NatsClient, stream: str, token: str | None = None) -> None:
@@ -112,7 +118,7 @@ async def wait_unfenced(nc: NatsClient, stream: str) -> bool:
         fence = current_fence(await _config(nc, stream))
         if fence is None:
             return waited
-        if time.time() >= fence.deadline:
+        if time.time() >= fence.deadline + fence.margin:
             await lift_fence(nc, stream, fence.token)
             return True
         waited = True

@@ -28,7 +28,7 @@ from . import naming
 from .errors import BucketNotFound, StoreUnavailable
 from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, js_request
 from .models import META_CHECKSUM, META_ETAG, etag_from_digest, parse_mtime
-from .versions import META_GONE, META_MARKER, META_NULL, META_NULLV, META_VID, NULL
+from .versions import META_GONE, META_MARKER, META_NULL, META_NULLV, META_VID, NULL, uid_time_ns
 
 log = logging.getLogger("nats_s3.store.index")
 
@@ -335,29 +335,44 @@ class HistoryIndex(_Watched):
                     return True
         return False
 
-    def _of_key(self, heads: BucketIndex, key: str) -> list[VersionEntry]:
-        """Every version of `key`, newest first: its latest (live or marker), then the older ones."""
-        out: list[VersionEntry] = []
-        latest_vid: str | None = None
+    def _of_key(self, heads: BucketIndex, key: str, marker: str | None = None) -> Iterator[VersionEntry]:
+        """The versions of `key`, newest first: its latest (live or marker), then the older ones; with
+        `marker` (a version id of this key), only those that come after it. Lazy, and it seeks to the
+        marker, so a page costs what it lists however long the key's history."""
         entry = heads.entries.get(key)
-        if entry is not None:
-            latest_vid = entry.version_id
-            out.append(VersionEntry(key, entry.version_id, True, False, entry.size, entry.etag, entry.mtime,
-                                    entry.checksum_algorithm))  # fmt: skip
-        else:
-            marker = heads.markers.get(key)
-            if marker is not None:
-                latest_vid = marker.version_id
-                out.append(VersionEntry(key, marker.version_id, True, True, 0, "", marker.mtime, None))
-        older = self.versions.get(key)
-        if older:
-            nullv = heads.nullv.get(key)
-            for v in reversed(older):
-                if v.version_id == latest_vid or (v.version_id == NULL and v.uid != nullv):
-                    continue  # a copy of the latest, or a null version no longer named
-                out.append(VersionEntry(key, v.version_id, False, v.delete_marker, v.size, v.etag, v.mtime,
-                                        v.checksum_algorithm))  # fmt: skip
-        return out
+        dead = heads.markers.get(key)
+        latest_vid = entry.version_id if entry is not None else (dead.version_id if dead is not None else None)
+        latest_mtime = entry.mtime if entry is not None else (dead.mtime if dead is not None else 0.0)
+        older = self.versions.get(key, [])
+        nullv = heads.nullv.get(key)
+        stop = len(older)  # older[:stop] are listed
+        show_latest = latest_vid is not None
+        if marker is not None and marker != latest_vid:
+            marker_uid = nullv if marker == NULL else marker
+            if marker_uid is not None:  # else the marked null version is gone, its place unknown: repeat
+                stop = bisect_left(older, marker_uid, key=_uid)
+                if stop < len(older) and older[stop].uid == marker_uid:
+                    show_latest = False  # the marked version is an older one: the latest came before it
+                elif latest_vid == NULL:
+                    # The marked version is gone: the latest comes after it only if it is older (it
+                    # became the latest when the marked one was deleted).
+                    show_latest = latest_mtime * 1e9 < uid_time_ns(marker_uid)
+                else:
+                    show_latest = latest_vid is not None and latest_vid < marker_uid
+        elif marker is not None:
+            show_latest = False
+        if show_latest:
+            if entry is not None:
+                yield VersionEntry(key, entry.version_id, True, False, entry.size, entry.etag, entry.mtime,
+                                   entry.checksum_algorithm)  # fmt: skip
+            elif dead is not None:
+                yield VersionEntry(key, dead.version_id, True, True, 0, "", dead.mtime, None)
+        for i in range(stop - 1, -1, -1):
+            v = older[i]
+            if v.version_id == latest_vid or (v.version_id == NULL and v.uid != nullv):
+                continue  # a copy of the latest, or a null version no longer named
+            yield VersionEntry(key, v.version_id, False, v.delete_marker, v.size, v.etag, v.mtime,
+                               v.checksum_algorithm)  # fmt: skip
 
     def _keys_from(self, heads: BucketIndex, start: str, inclusive: bool) -> Iterator[str]:
         bounds = {"minimum": start, "inclusive": (inclusive, True)}
@@ -416,27 +431,13 @@ class HistoryIndex(_Watched):
                         return page(False)
                     keys = self._keys_from(heads, nxt, True)
                     continue
-            versions = self._of_key(heads, key)
-            if key == key_marker and version_marker is not None:
-                versions = _after_version(versions, version_marker)
-            for v in versions:
+            marker = version_marker if key == key_marker else None
+            for v in self._of_key(heads, key, marker):
                 if count >= max_keys:
                     return page(True)
                 entries.append(v)
                 last = (key, v.version_id)
                 count += 1
-
-
-def _after_version(versions: list[VersionEntry], marker: str) -> list[VersionEntry]:
-    """The versions of one key that come after `marker` (a version id of that key) in listing order."""
-    for i, v in enumerate(versions):
-        if v.version_id == marker:
-            return versions[i + 1 :]
-    if marker == NULL:
-        return versions  # the marked null version is gone and its place unknown: repeat rather than skip
-    # The marked version is gone: resume with the versions older than it (ids sort by time; a null
-    # version that is not the latest sorts by the time it was written, which only its own record has).
-    return [v for v in versions if not v.is_latest and v.version_id != NULL and v.version_id < marker]
 
 
 class ListIndex:

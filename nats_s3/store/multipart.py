@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ValidationError
 
 from . import naming
+from .chunks import WrittenChunks
 from .claims import ClaimSpec, part_owner, send_claims
 from .errors import (
     BucketNotEmpty,
@@ -26,6 +27,7 @@ from .errors import (
     PartTooSmall,
     StoreUnavailable,
     UnreadableRecord,
+    UploadBusy,
     UploadNotFound,
     VersionNotFound,
     WriteConflict,
@@ -48,7 +50,7 @@ from .models import (
 )
 from .nats_store import NatsStore
 from .records import RecordConflict, Records
-from .versions import new_uid
+from .versions import is_version, new_uid, s3_version_id
 
 log = logging.getLogger("nats_s3.store.multipart")
 
@@ -220,9 +222,28 @@ class MultipartStore:
         """Stream one part; re-uploading a part number replaces it (the old bytes go to the collector)."""
         await self._open_upload(bucket, key, upload_id)
         records = self.records(bucket)
+        owners = [part_owner(upload_id, number)]
+        nuid = self.store.new_nuid()
+        async with self.store.claimed_while_writing(bucket, nuid, None, owners):
+            written = await self.store.write_chunks(bucket, body, nuid=nuid, key=None, owners=owners)
+            part, seq = await self._record_part(bucket, upload_id, number, nuid, written, before_commit)
+        # An upload completed or aborted meanwhile did not take this part: say so, and drop its record.
+        try:
+            await self._open_upload(bucket, key, upload_id)
+        except UploadNotFound:
+            part_key = _part_key(upload_id, number)
+            with contextlib.suppress(RecordConflict):
+                await records.purge_through(part_key, await records.delete(part_key, seq))
+            raise
+        return part
+
+    async def _record_part(
+        self, bucket: str, upload_id: str, number: int, nuid: str, written: WrittenChunks, before_commit: PartCommit
+    ) -> tuple[PartRecord, int]:
+        """The part record for chunks just written (replacing the part number's earlier upload)."""
+        records = self.records(bucket)
         nb = naming.nats_bucket(bucket)
         owners = [part_owner(upload_id, number)]
-        nuid, written = await self.store.write_chunks(bucket, body, key=None, owners=owners)
         checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
         part = PartRecord(
             number=number,
@@ -255,17 +276,7 @@ class MultipartStore:
             break
         else:
             raise WriteConflict(part_key)
-        # An upload completed or aborted meanwhile did not take this part: say so, and drop its record.
-        try:
-            await self._open_upload(bucket, key, upload_id)
-        except UploadNotFound:
-            try:
-                tomb = await records.delete(part_key, seq)
-                await records.purge_through(part_key, tomb)
-            except RecordConflict:
-                pass
-            raise
-        return part
+        return part, seq
 
     async def list_parts(self, bucket: str, upload_id: str) -> list[PartRecord]:
         records = await self.records(bucket).scan(_parts_prefix(upload_id))
@@ -318,16 +329,20 @@ class MultipartStore:
         finalize: Finalize,
     ) -> ObjectInfo:
         """Commit the object from the listed parts (number, unquoted ETag), ascending and validated."""
-        records = self.records(bucket)
         try:
             revision, upload = await self.get_upload(bucket, key, upload_id)
         except UploadNotFound:
             return await self._already_completed(bucket, key, upload_id, requested)
         if upload.state == COMPLETING:
-            since = parse_mtime(upload.completing_since or "")
-            if datetime.now(UTC) - since < COMPLETE_STALE or upload.plan is None or upload.plan_parts != requested:
-                raise UploadNotFound(upload_id)  # another Complete is finishing it
-            doc = upload.plan  # the Complete that marked it died: finish its work
+            if upload.plan is None or upload.plan_parts != requested:
+                raise UploadNotFound(upload_id)  # another Complete, of other parts, is finishing it
+            committed = await self._committed_version(bucket, key, upload.plan)
+            if committed is not None:  # its Complete committed it (and died, or is finishing): the same answer
+                await self._finish(bucket, upload, revision, committed)
+                return committed
+            if datetime.now(UTC) - parse_mtime(upload.completing_since or "") < COMPLETE_STALE:
+                raise UploadBusy(upload_id)
+            doc = upload.plan  # the Complete that marked it died before committing: do its work
             parts_seen: list[PartRecord] | None = None
         else:
             marked = await self._mark_completing(bucket, key, upload_id, revision, upload, requested, finalize)
@@ -341,30 +356,69 @@ class MultipartStore:
             info = await self.store.commit(
                 bucket, key, doc, condition=None, head=head, uid=new_uid(), claimed_uid=None, extra_owners=extra
             )
-        except BaseException:
-            # Give the upload back, so the client can retry Complete or abort it.
-            reopened = upload.model_copy(
-                update={"state": OPEN, "completing_since": None, "plan": None, "plan_parts": []}
-            )
-            try:
-                await records.update(_upload_key(upload_id), reopened.model_dump_json().encode(), revision)
-            except Exception as exc:  # a stale completing record is resumed or expired later
-                log.warning("could not reopen upload", extra={"upload_id": upload_id, "error": repr(exc)})
+        except Exception:
+            await self._reopen_unless_committed(bucket, key, upload, revision, doc)
             raise
         if self.store.pauses.active:
             await self.store.pauses.reach("complete.committed")
+        await self._finish(bucket, upload, revision, info, parts_seen)
+        return info
+
+    async def _finish(
+        self,
+        bucket: str,
+        upload: UploadRecord,
+        revision: int,
+        info: ObjectInfo,
+        parts_seen: list[PartRecord] | None = None,
+    ) -> None:
+        """After the object is committed: the record a retried Complete answers from, then the upload
+        goes (its parts not chosen claimed for the collector)."""
+        records = self.records(bucket)
+        upload_id = upload.upload_id
+        chosen = _plan_parts(upload.plan, upload.plan_parts) if upload.plan is not None else []
         done = CompletedRecord(
-            key=key, upload_id=upload_id, etag=info.etag, version_id=info.version_id, parts=len(chosen_parts),
+            key=upload.key, upload_id=upload_id, etag=info.etag, version_id=info.version_id, parts=len(chosen),
             completed_at=format_mtime(datetime.now(UTC)),
         )  # fmt: skip
-        await records.update(
-            _completed_key(upload_id),
-            done.model_dump_json().encode(),
-            await records.last_revision(_completed_key(upload_id)),
-        )
-        with contextlib.suppress(UploadNotFound):  # a resumed Complete finished it first
-            await self._end_upload(bucket, upload_id, revision, {p.nuid for _, p in chosen_parts}, parts_seen)
-        return info
+        key = _completed_key(upload_id)
+        await records.update(key, done.model_dump_json().encode(), await records.last_revision(key))
+        with contextlib.suppress(UploadNotFound):  # another Complete of it finished first
+            await self._end_upload(bucket, upload_id, revision, {p.nuid for _, p in chosen}, parts_seen)
+
+    async def _reopen_unless_committed(
+        self, bucket: str, key: str, upload: UploadRecord, revision: int, plan: StoredObjectInfo
+    ) -> None:
+        """After a failed commit: give the upload back (the client may retry or abort) only when the
+        object is certainly not there; a commit whose answer was lost may have landed, and an upload
+        reopened under a live object would let an abort free that object's parts. In doubt, the
+        upload stays completing: a retried Complete or the collector settles it."""
+        try:
+            if await self._committed_version(bucket, key, plan) is not None:
+                return
+            reopened = upload.model_copy(
+                update={"state": OPEN, "completing_since": None, "plan": None, "plan_parts": []}
+            )
+            await self.records(bucket).update(
+                _upload_key(upload.upload_id), reopened.model_dump_json().encode(), revision
+            )
+        except Exception as exc:
+            log.warning("left an upload completing after a failed commit", extra={"upload_id": upload.upload_id,
+                                                                                 "error": repr(exc)})  # fmt: skip
+
+    async def _committed_version(self, bucket: str, key: str, plan: StoredObjectInfo) -> ObjectInfo | None:
+        """The version of `key` a Complete made from `plan`, if it exists (its latest, or an older one)."""
+        parts = (plan.metadata or {}).get(META_PARTS)
+        head = await self.store.read_head(bucket, key)
+        if head is not None and (head.doc.metadata or {}).get(META_PARTS) == parts and is_version(head.doc):
+            return await self.store.head_object(bucket, key, s3_version_id(head.doc))
+        history = await self.store.index.history(bucket)
+        for uid in history.uids_newest_first(key):
+            found = await self.store.read_version(bucket, key, uid)
+            if found is not None and is_version(found.doc) and (found.doc.metadata or {}).get(META_PARTS) == parts:
+                with contextlib.suppress(VersionNotFound):
+                    return await self.store.head_object(bucket, key, s3_version_id(found.doc))
+        return None
 
     async def _mark_completing(
         self,
@@ -511,25 +565,15 @@ class MultipartStore:
     async def _settle_dead_complete(self, bucket: str, upload: UploadRecord, revision: int) -> None:
         """An upload whose Complete died after marking it: if the object was committed, it keeps its
         parts; if not, the upload is aborted."""
-        plan = upload.plan
-        committed = False
-        if plan is not None:
-            etag = (plan.metadata or {}).get(META_ETAG)
-            head = await self.store.read_head(bucket, upload.key)
-            docs = [head.doc] if head is not None else []
-            history = await self.store.index.history(bucket)
-            for uid in history.uids_newest_first(upload.key):
-                found = await self.store.read_version(bucket, upload.key, uid)
-                if found is not None:
-                    docs.append(found.doc)
-            committed = any((d.metadata or {}).get(META_ETAG) == etag and (d.metadata or {}).get(META_PARTS)
-                            == (plan.metadata or {}).get(META_PARTS) for d in docs)  # fmt: skip
-        keep = {p.nuid for _, p in _plan_parts(plan, upload.plan_parts)} if committed and plan is not None else set()
+        committed = await self._committed_version(bucket, upload.key, upload.plan) if upload.plan else None
         log.warning(
             "settling an upload whose Complete did not finish",
-            extra={"upload_id": upload.upload_id, "committed": committed},
+            extra={"upload_id": upload.upload_id, "committed": committed is not None},
         )
-        await self._end_upload(bucket, upload.upload_id, revision, keep=keep)
+        if committed is not None:
+            await self._finish(bucket, upload, revision, committed)
+        else:
+            await self._end_upload(bucket, upload.upload_id, revision, keep=set())
 
 
 def _plan_parts(doc: StoredObjectInfo, numbers: list[tuple[int, str]]) -> list[tuple[int, PartRef]]:

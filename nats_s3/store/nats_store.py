@@ -51,7 +51,10 @@ class NatsStore(VersionedWrites):
         chunk_size: int = 256 * 1024,
         write_window_bytes: int = 8 * 1024 * 1024,
         read_batch_bytes: int = 4 * 1024 * 1024,
+        claim_refresh: float = 600.0,
     ) -> None:
+        """`claim_refresh`: how often a write in progress claims its chunks again; keep it well under
+        the collector's grace period (a third of it, say)."""
         self.nc = nc
         self.js = nc.jetstream()
         self.publisher = Publisher(nc)
@@ -60,6 +63,7 @@ class NatsStore(VersionedWrites):
         self.chunk_size = chunk_size
         self.write_window = max(1, write_window_bytes // chunk_size)
         self.read_batch_bytes = read_batch_bytes
+        self.claim_refresh = claim_refresh
         self.configs = BucketConfigs(nc, self.js, self.publisher, replicas)
         self.index = ListIndex(nc, self.js)
         self.pauses = PausePoints()

@@ -49,6 +49,7 @@ class Publisher:
 
     def __init__(self, nc: NatsClient) -> None:
         self._nc = nc
+        self.nc = nc
         self._nuid = NUID()
         self._prefix = ""
         self._sub: Subscription | None = None

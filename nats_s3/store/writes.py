@@ -18,7 +18,9 @@ that pointer is what removes it, atomically with the compare-and-set.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -170,6 +172,7 @@ class VersionedWrites:
     nuid: NUID
     chunk_size: int
     write_window: int
+    claim_refresh: float  # seconds between fresh claims of a write in progress (0: none)
 
     # Provided by NatsStore.
     async def read_head(self, bucket: str, key: str) -> Head | None:
@@ -183,12 +186,14 @@ class VersionedWrites:
 
     # ---- chunks -----------------------------------------------------------------------------
 
+    def new_nuid(self) -> str:
+        return self.nuid.next().decode()
+
     async def write_chunks(
-        self, bucket: str, body: AsyncIterator[bytes], *, key: str | None, owners: list[Owner]
-    ) -> tuple[str, WrittenChunks]:
-        """Stream a body onto a fresh chunk subject of the bucket, claimed for `owners` before its first chunk."""
+        self, bucket: str, body: AsyncIterator[bytes], *, nuid: str, key: str | None, owners: list[Owner]
+    ) -> WrittenChunks:
+        """Stream a body onto chunk subject `nuid` of the bucket, claimed for `owners` before its first chunk."""
         nb = naming.nats_bucket(bucket)
-        nuid = self.nuid.next().decode()
 
         async def intent() -> PendingAck:
             return await write_claim(self.publisher, nb, nuid, key, owners)
@@ -198,16 +203,44 @@ class VersionedWrites:
             self.write_window, intent,
         )  # fmt: skip
         try:
-            return nuid, await writer.write_all(body)
+            return await writer.write_all(body)
         except BucketBusy:
             # A DeleteBucket's fence refused the chunks: this write fails (409), but first wait for the
             # fence to go (and lift it, if the gateway that raised it died) so that a retry can succeed.
             await wait_unfenced(self.nc, naming.stream_name(nb))
             raise
 
+    @contextlib.asynccontextmanager
+    async def claimed_while_writing(
+        self, bucket: str, nuid: str, key: str | None, owners: list[Owner]
+    ) -> AsyncIterator[None]:
+        """Keep a write's chunks claimed afresh while it runs (body and commit): however long the
+        client stalls, or a fence holds the commit, the collector sees a claim younger than its grace
+        and leaves the chunks alone."""
+        if self.claim_refresh <= 0:
+            yield
+            return
+        nb = naming.nats_bucket(bucket)
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(self.claim_refresh)
+                with contextlib.suppress(Exception):  # the intent stands; a refresh is extra margin
+                    await (await write_claim(self.publisher, nb, nuid, key, owners)).wait()
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _claim(self, bucket: str, key: str, doc: StoredObjectInfo, owners: list[Owner]) -> ClaimBatch:
-        """Claim the chunks of `doc` (a version about to lose a reference) for `owners`."""
-        specs = [ClaimSpec(nuid, key, owners) for nuid in chunk_nuids(doc)]
+        """Claim the chunks of `doc` (a version about to lose a reference) for `owners`. A version
+        without chunks (a delete marker) is claimed under its uid, so that the collector, once it is
+        gone, also removes the tombstone it leaves."""
+        specs = [ClaimSpec(nuid, key, owners) for nuid in chunk_nuids(doc) or [uid_of(doc)]]
         return await send_claims(self.publisher, naming.nats_bucket(bucket), specs)
 
     # ---- publishing ---------------------------------------------------------------------------
@@ -335,7 +368,24 @@ class VersionedWrites:
             self._check_condition(head, condition, key)
         latest = head.doc if head is not None and is_version(head.doc) else None
         uid = new_uid(after=uid_of(latest) if latest is not None else None)
-        nuid, written = await self.write_chunks(bucket, body, key=key, owners=[version_owner(uid)])
+        nuid = self.new_nuid()
+        owners = [version_owner(uid)]
+        async with self.claimed_while_writing(bucket, nuid, key, owners):
+            written = await self.write_chunks(bucket, body, nuid=nuid, key=key, owners=owners)
+            return await self._commit_written(bucket, key, headers, nuid, written, uid, head, before_commit, condition)
+
+    async def _commit_written(
+        self,
+        bucket: str,
+        key: str,
+        headers: dict[str, str],
+        nuid: str,
+        written: WrittenChunks,
+        uid: str,
+        head: Head | None,
+        before_commit: BeforeCommit | None,
+        condition: WriteCondition | None,
+    ) -> ObjectInfo:
         checksum = None
         if before_commit is not None:
             checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
@@ -379,8 +429,14 @@ class VersionedWrites:
         nb = naming.nats_bucket(bucket)
         extras = extra_owners or {}
         new_nuids = chunk_nuids(doc)
+        # A latest version read before a long body may be stale. Where versions are kept it would be
+        # copied to its version subject: read it again, lest a version deleted meanwhile (its tombstone
+        # collected since) come back. Where they are not, the compare-and-set alone is enough.
+        stale = head is not None and (
+            effective_versioning(self.configs.versioning(bucket), head.doc) is not Versioning.NEVER
+        )
         for attempt in range(COMMIT_RETRIES):
-            if attempt:
+            if attempt or stale:
                 head = await self.read_head(bucket, key)
             if condition is not None:
                 self._check_condition(head, condition, key)
@@ -415,6 +471,8 @@ class VersionedWrites:
                 await new_claims.confirm()
             if seq is None:
                 continue
+            if self.pauses.active:
+                await self.pauses.reach("commit.after_cas")
             if retired_null is not None:
                 await self._tombstone_version(bucket, key, retired_null)
             return info_of(Head(seq, new_doc), key, bucket, latest=True)
@@ -510,7 +568,6 @@ class VersionedWrites:
         claims = await self._claim(bucket, key, doc, [version_owner(uid)])
         successor: Head | None = None
         if mode is not Versioning.NEVER:
-            await self._tombstone_version(bucket, key, uid)
             successor = await self._newest_older(bucket, key, exclude=uid, nullv=nullv_of(doc))
         if successor is None:
             new_doc = _os_deletion(nb, key)
@@ -523,7 +580,15 @@ class VersionedWrites:
             await self.pauses.reach("delete_latest.before_cas")
         seq = await self._cas_meta(bucket, key, new_doc, head.seq)
         await claims.confirm()
-        return seq is not None
+        if seq is None:
+            return False
+        # Only once it is no longer the latest: a tombstone on a version that stays (a delete that
+        # failed before its compare-and-set) would make the next writer drop it. A writer that read
+        # it as the latest and copies it now loses its own compare-and-set and reads again; a copy
+        # made just before stays a tombstone, written here after it.
+        if mode is not Versioning.NEVER:
+            await self._tombstone_version(bucket, key, uid)
+        return True
 
     async def _newest_older(self, bucket: str, key: str, *, exclude: str, nullv: str | None) -> Head | None:
         """The newest version of `key` kept on a version subject, read from the stream leader."""
