@@ -334,15 +334,24 @@ class MultipartStore:
         except UploadNotFound:
             return await self._already_completed(bucket, key, upload_id, requested)
         if upload.state == COMPLETING:
-            if upload.plan is None or upload.plan_parts != requested:
+            plan = upload.plan
+            if plan is None or upload.plan_parts != requested:
                 raise UploadNotFound(upload_id)  # another Complete, of other parts, is finishing it
-            committed = await self._committed_version(bucket, key, upload.plan)
+            committed = await self._committed_version(bucket, key, plan)
             if committed is not None:  # its Complete committed it (and died, or is finishing): the same answer
                 await self._finish(bucket, upload, revision, committed)
                 return committed
             if datetime.now(UTC) - parse_mtime(upload.completing_since or "") < COMPLETE_STALE:
                 raise UploadBusy(upload_id)
-            doc = upload.plan  # the Complete that marked it died before committing: do its work
+            # The Complete that marked it died before committing: take its work over (one taker only).
+            upload = upload.model_copy(update={"completing_since": format_mtime(datetime.now(UTC))})
+            try:
+                revision = await self.records(bucket).update(
+                    _upload_key(upload_id), upload.model_dump_json().encode(), revision
+                )
+            except RecordConflict:
+                raise UploadBusy(upload_id) from None
+            doc = plan
             parts_seen: list[PartRecord] | None = None
         else:
             marked = await self._mark_completing(bucket, key, upload_id, revision, upload, requested, finalize)
