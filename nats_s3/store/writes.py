@@ -221,20 +221,28 @@ class VersionedWrites:
             yield
             return
         nb = naming.nats_bucket(bucket)
+        loop = asyncio.get_running_loop()
+        running: list[asyncio.Task[None]] = []
+        timer: asyncio.TimerHandle | None = None
 
         async def refresh() -> None:
-            while True:
-                await asyncio.sleep(self.claim_refresh)
-                with contextlib.suppress(Exception):  # the intent stands; a refresh is extra margin
-                    await (await write_claim(self.publisher, nb, nuid, key, owners)).wait()
+            with contextlib.suppress(Exception):  # the intent stands; a refresh is extra margin
+                await (await write_claim(self.publisher, nb, nuid, key, owners)).wait()
 
-        task = asyncio.get_running_loop().create_task(refresh())
+        def due() -> None:
+            nonlocal timer
+            running[:] = [t for t in running if not t.done()]
+            running.append(loop.create_task(refresh()))
+            timer = loop.call_later(self.claim_refresh, due)
+
+        # A timer, not a task: most writes end long before the first refresh, and cost only this.
+        timer = loop.call_later(self.claim_refresh, due)
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            timer.cancel()
+            for task in running:
+                task.cancel()
 
     async def _claim(self, bucket: str, key: str, doc: StoredObjectInfo, owners: list[Owner]) -> ClaimBatch:
         """Claim the chunks of `doc` (a version about to lose a reference) for `owners`. A version
