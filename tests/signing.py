@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import socket
 from collections.abc import Iterator, Mapping
+from urllib.parse import urlsplit
 
 import botocore.auth
 import requests
@@ -77,3 +79,16 @@ def signing_clock(when: datetime.datetime) -> Iterator[None]:
         yield
     finally:
         botocore.auth.get_current_datetime = original
+
+
+def start_put(endpoint: str, path: str, size: int, first: bytes) -> socket.socket:
+    """A signed PUT of `size` body bytes (UNSIGNED-PAYLOAD) on a raw socket, `first` of them sent:
+    the caller sends the rest, or cuts it off."""
+    url = endpoint + path
+    headers = sign("PUT", url, payload_hash="UNSIGNED-PAYLOAD")
+    parts = urlsplit(endpoint)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    head = [f"PUT {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {size}"]
+    head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + first)
+    return sock

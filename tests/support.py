@@ -294,6 +294,25 @@ def rclone_cli(endpoint: str, home: Path, extra_config: str = "", timeout: float
     return run
 
 
+def stream_state(nats_url: str, bucket: str) -> tuple[int, int]:
+    """(messages, bytes) the S3 bucket's stream holds now."""
+    import asyncio
+
+    import nats
+
+    from nats_s3.store import naming
+
+    async def probe() -> tuple[int, int]:
+        nc = await nats.connect(nats_url)
+        try:
+            info = await nc.jetstream().stream_info(naming.stream_name(naming.nats_bucket(bucket)))
+            return int(info.state.messages), int(info.state.bytes)
+        finally:
+            await nc.close()
+
+    return asyncio.run(probe())
+
+
 def eventually(value: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 30.0, step: float = 0.25) -> T:
     """Poll `value()` until `accept` holds (the collector works in the background); the last value if not."""
     deadline = time.monotonic() + timeout

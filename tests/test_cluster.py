@@ -40,71 +40,68 @@ def _wait_jetstream(urls: list[str]) -> None:
     raise TimeoutError("JetStream cluster did not elect a meta leader")
 
 
-def test_replicated_buckets_and_two_gateways(cluster: NatsCluster, tmp_path: Path) -> None:
+@pytest.fixture
+def two_gateways(cluster: NatsCluster, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Two gateways on the cluster, every stream they make with three replicas: their S3 clients."""
     _wait_jetstream(cluster.urls)
     creds = write_credentials(tmp_path / "creds.json")
     servers = ",".join(cluster.urls)
     one = GatewayProcess(creds, servers, extra=["--natsReplicas", "3"]).start()
     two = GatewayProcess(creds, servers, extra=["--natsReplicas", "3"]).start()
     try:
-        a, b = make_client(one.endpoint), make_client(two.endpoint)
-        a.create_bucket(Bucket="replicated.bucket")
-
-        async def replicas() -> int:
-            nc = await nats.connect(cluster.urls)
-            try:
-                info = await nc.jetstream().stream_info("OBJ_replicated_bucket")
-                return int(info.config.num_replicas or 0)
-            finally:
-                await nc.close()
-
-        assert asyncio.run(replicas()) == 3
-        for i in range(20):
-            data = os.urandom(300_000 + i)
-            a.put_object(Bucket="replicated.bucket", Key=f"k{i}", Body=data)
-            # Written through one gateway, read at once through the other.
-            assert b.get_object(Bucket="replicated.bucket", Key=f"k{i}")["Body"].read() == data
-            b.delete_object(Bucket="replicated.bucket", Key=f"k{i}")
-            with pytest.raises(a.exceptions.ClientError):
-                a.head_object(Bucket="replicated.bucket", Key=f"k{i}")
-        b.delete_bucket(Bucket="replicated.bucket")
+        yield make_client(one.endpoint), make_client(two.endpoint)
     finally:
         one.stop()
         two.stop()
 
 
-def test_versions_and_delete_bucket_on_a_replicated_bucket(cluster: NatsCluster, tmp_path: Path) -> None:
-    """Versions through two gateways on R3 streams, and DeleteBucket's fence in a cluster."""
-    _wait_jetstream(cluster.urls)
-    creds = write_credentials(tmp_path / "creds.json")
-    servers = ",".join(cluster.urls)
-    one = GatewayProcess(creds, servers, extra=["--natsReplicas", "3"]).start()
-    two = GatewayProcess(creds, servers, extra=["--natsReplicas", "3"]).start()
-    try:
-        a, b = make_client(one.endpoint), make_client(two.endpoint)
-        a.create_bucket(Bucket="replicated.versions")
-        a.put_bucket_versioning(Bucket="replicated.versions", VersioningConfiguration={"Status": "Enabled"})
-        deadline = time.monotonic() + 5
-        while b.get_bucket_versioning(Bucket="replicated.versions").get("Status") != "Enabled":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        made = []
-        for i in range(6):
-            client = a if i % 2 else b
-            made.append(client.put_object(Bucket="replicated.versions", Key="k", Body=f"v{i}".encode())["VersionId"])
-        listed = [v["VersionId"] for v in b.list_object_versions(Bucket="replicated.versions")["Versions"]]
-        assert listed == list(reversed(made))
-        marker = a.delete_object(Bucket="replicated.versions", Key="k")["VersionId"]
-        with pytest.raises(b.exceptions.ClientError):
-            b.delete_bucket(Bucket="replicated.versions")  # versions left: BucketNotEmpty
-        b.put_object(Bucket="replicated.versions", Key="after", Body=b"the fence was lifted")
-        for vid in [*made, marker]:
-            b.delete_object(Bucket="replicated.versions", Key="k", VersionId=vid)
-        a.delete_object(Bucket="replicated.versions", Key="after", VersionId=a.list_object_versions(
-            Bucket="replicated.versions")["Versions"][0]["VersionId"])  # fmt: skip
-        b.delete_bucket(Bucket="replicated.versions")
+def test_replicated_buckets_and_two_gateways(cluster: NatsCluster, two_gateways) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_gateways
+    a.create_bucket(Bucket="replicated.bucket")
+
+    async def replicas() -> int:
+        nc = await nats.connect(cluster.urls)
+        try:
+            info = await nc.jetstream().stream_info("OBJ_replicated_bucket")
+            return int(info.config.num_replicas or 0)
+        finally:
+            await nc.close()
+
+    assert asyncio.run(replicas()) == 3
+    for i in range(20):
+        data = os.urandom(300_000 + i)
+        a.put_object(Bucket="replicated.bucket", Key=f"k{i}", Body=data)
+        # Written through one gateway, read at once through the other.
+        assert b.get_object(Bucket="replicated.bucket", Key=f"k{i}")["Body"].read() == data
+        b.delete_object(Bucket="replicated.bucket", Key=f"k{i}")
         with pytest.raises(a.exceptions.ClientError):
-            a.head_bucket(Bucket="replicated.versions")
-    finally:
-        one.stop()
-        two.stop()
+            a.head_object(Bucket="replicated.bucket", Key=f"k{i}")
+    b.delete_bucket(Bucket="replicated.bucket")
+
+
+def test_versions_and_delete_bucket_on_a_replicated_bucket(two_gateways) -> None:  # type: ignore[no-untyped-def]
+    """Versions through two gateways on R3 streams, and DeleteBucket's fence in a cluster."""
+    a, b = two_gateways
+    a.create_bucket(Bucket="replicated.versions")
+    a.put_bucket_versioning(Bucket="replicated.versions", VersioningConfiguration={"Status": "Enabled"})
+    deadline = time.monotonic() + 5
+    while b.get_bucket_versioning(Bucket="replicated.versions").get("Status") != "Enabled":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    made = []
+    for i in range(6):
+        client = a if i % 2 else b
+        made.append(client.put_object(Bucket="replicated.versions", Key="k", Body=f"v{i}".encode())["VersionId"])
+    listed = [v["VersionId"] for v in b.list_object_versions(Bucket="replicated.versions")["Versions"]]
+    assert listed == list(reversed(made))
+    marker = a.delete_object(Bucket="replicated.versions", Key="k")["VersionId"]
+    with pytest.raises(b.exceptions.ClientError):
+        b.delete_bucket(Bucket="replicated.versions")  # versions left: BucketNotEmpty
+    b.put_object(Bucket="replicated.versions", Key="after", Body=b"the fence was lifted")
+    for vid in [*made, marker]:
+        b.delete_object(Bucket="replicated.versions", Key="k", VersionId=vid)
+    a.delete_object(Bucket="replicated.versions", Key="after", VersionId=a.list_object_versions(
+        Bucket="replicated.versions")["Versions"][0]["VersionId"])  # fmt: skip
+    b.delete_bucket(Bucket="replicated.versions")
+    with pytest.raises(a.exceptions.ClientError):
+        a.head_bucket(Bucket="replicated.versions")

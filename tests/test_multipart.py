@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -11,15 +10,12 @@ import uuid
 from pathlib import Path
 
 import boto3.s3.transfer
-import nats
 import pytest
 from botocore.exceptions import ClientError
 
-from nats_s3.store import naming
-
 from .conftest import make_client
 from .signing import signed_request
-from .support import GatewayProcess, aws_cli, eventually, rclone_cli, write_credentials
+from .support import GatewayProcess, aws_cli, eventually, rclone_cli, stream_state, write_credentials
 
 MiB = 1024 * 1024
 
@@ -47,15 +43,7 @@ def upload(s3, bucket: str, key: str, parts: list[bytes], **create: object) -> d
 
 
 def stream_bytes(nats_url: str, bucket: str) -> int:
-    async def probe() -> int:
-        nc = await nats.connect(nats_url)
-        try:
-            info = await nc.jetstream().stream_info(naming.stream_name(naming.nats_bucket(bucket)))
-            return int(info.state.bytes)
-        finally:
-            await nc.close()
-
-    return asyncio.run(probe())
+    return stream_state(nats_url, bucket)[1]
 
 
 def test_multipart_roundtrip_metadata_and_etag(s3, bucket: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -13,17 +12,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import nats
 import pytest
 import requests
 
-from nats_s3.store import naming
-
 from .conftest import make_client
-from .signing import sign
-from .support import SECRET_KEY, GatewayProcess, eventually, write_credentials
+from .signing import sign, start_put
+from .support import SECRET_KEY, GatewayProcess, eventually, stream_state, write_credentials
 
 
 def metric_value(text: str, name: str, **labels: str) -> float | None:
@@ -146,36 +141,13 @@ def test_debug_log_shows_canonical_request_on_mismatch(nats_url: str, tmp_path: 
     assert "canonical_request" in text and "another-secret-value" not in text and SECRET_KEY not in text
 
 
-def _start_put(endpoint: str, path: str, size: int, first: bytes) -> socket.socket:
-    url = endpoint + path
-    headers = sign("PUT", url, payload_hash="UNSIGNED-PAYLOAD")
-    parts = urlsplit(endpoint)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-    head = [f"PUT {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {size}"]
-    head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
-    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + first)
-    return sock
-
-
-def _stream_state(nats_url: str, bucket: str) -> tuple[int, int]:
-    async def probe() -> tuple[int, int]:
-        nc = await nats.connect(nats_url)
-        try:
-            info = await nc.jetstream().stream_info(naming.stream_name(naming.nats_bucket(bucket)))
-            return int(info.state.messages), int(info.state.bytes)
-        finally:
-            await nc.close()
-
-    return asyncio.run(probe())
-
-
 def test_sigterm_lets_an_inflight_put_finish(nats_url: str, tmp_path: Path, s3) -> None:  # type: ignore[no-untyped-def]
     bucket = f"drain-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     gw = GatewayProcess(write_credentials(tmp_path / "c.json"), nats_url, extra=["--shutdown-timeout", "20s"]).start()
     body = os.urandom(3_000_000)
     try:
-        sock = _start_put(gw.endpoint, f"/{bucket}/finishing", len(body), body[:1_000_000])
+        sock = start_put(gw.endpoint, f"/{bucket}/finishing", len(body), body[:1_000_000])
         time.sleep(0.5)
         assert gw.proc is not None
         gw.proc.send_signal(signal.SIGTERM)
@@ -200,7 +172,7 @@ def test_sigterm_past_the_grace_leaves_nothing_behind(nats_url: str, tmp_path: P
     s3.create_bucket(Bucket=bucket)
     gw = GatewayProcess(write_credentials(tmp_path / "c.json"), nats_url, extra=["--shutdown-timeout", "1s"]).start()
     try:
-        sock = _start_put(gw.endpoint, f"/{bucket}/abandoned", 5_000_000, os.urandom(2_000_000))
+        sock = start_put(gw.endpoint, f"/{bucket}/abandoned", 5_000_000, os.urandom(2_000_000))
         time.sleep(0.5)
         assert gw.proc is not None
         gw.proc.send_signal(signal.SIGTERM)
@@ -211,7 +183,7 @@ def test_sigterm_past_the_grace_leaves_nothing_behind(nats_url: str, tmp_path: P
     with pytest.raises(s3.exceptions.ClientError):
         s3.head_object(Bucket=bucket, Key="abandoned")
     # No chunk of the cut upload is left once the collector's grace has passed.
-    assert eventually(lambda: _stream_state(nats_url, bucket), lambda state: state == (0, 0)) == (0, 0)
+    assert eventually(lambda: stream_state(nats_url, bucket), lambda state: state == (0, 0)) == (0, 0)
     s3.delete_bucket(Bucket=bucket)
 
 

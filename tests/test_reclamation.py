@@ -9,34 +9,20 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import time
 import urllib.request
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import nats
 
 from nats_s3.store import naming
 
 from .conftest import make_client
-from .signing import sign
-from .support import GatewayProcess, NatsServerProcess, eventually, write_credentials
+from .signing import start_put
+from .support import GatewayProcess, NatsServerProcess, eventually, stream_state, write_credentials
 
 MiB = 1024 * 1024
-
-
-def stream_state(nats_url: str, bucket: str) -> tuple[int, int]:
-    async def probe() -> tuple[int, int]:
-        nc = await nats.connect(nats_url)
-        try:
-            info = await nc.jetstream().stream_info(naming.stream_name(naming.nats_bucket(bucket)))
-            return int(info.state.messages), int(info.state.bytes)
-        finally:
-            await nc.close()
-
-    return asyncio.run(probe())
 
 
 def metrics(endpoint: str) -> str:
@@ -80,17 +66,6 @@ def test_copies_while_the_source_is_rewritten_are_whole_versions(s3, bucket: str
         assert hashlib.md5(got).hexdigest() == etag.strip('"') and etag.strip('"') in etags
 
 
-def _start_upload(endpoint: str, path: str, size: int, sent: bytes) -> socket.socket:
-    url = endpoint + path
-    headers = sign("PUT", url, payload_hash="UNSIGNED-PAYLOAD")
-    parts = urlsplit(endpoint)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-    head = [f"PUT {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {size}"]
-    head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
-    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + sent)
-    return sock
-
-
 def test_a_gateway_killed_mid_upload_leaves_nothing_behind(s3, nats_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bucket = f"kill-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
@@ -100,7 +75,7 @@ def test_a_gateway_killed_mid_upload_leaves_nothing_behind(s3, nats_url: str, tm
     sockets = []
     try:
         for i in range(8):
-            sock = _start_upload(gw.endpoint, f"/{bucket}/upload-{i}", 64 * MiB, b"")
+            sock = start_put(gw.endpoint, f"/{bucket}/upload-{i}", 64 * MiB, b"")
             sockets.append(sock)
         for _ in range(20):  # 20 of each upload's 64 MiB
             for sock in sockets:

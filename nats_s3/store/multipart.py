@@ -14,6 +14,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -145,7 +146,10 @@ def _parts_prefix(upload_id: str) -> str:
     return f"P.{upload_id}."
 
 
-def _parse(model: type[BaseModel], data: bytes, what: str):  # type: ignore[no-untyped-def]
+T = TypeVar("T", bound=BaseModel)
+
+
+def _parse(model: type[T], data: bytes, what: str) -> T:
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
@@ -192,17 +196,21 @@ class MultipartStore:
         return record
 
     async def get_upload(self, bucket: str, key: str | None, upload_id: str) -> tuple[int, UploadRecord]:
-        if not upload_id.isalnum():
-            raise UploadNotFound(upload_id)
-        found = await self.records(bucket).get(_upload_key(upload_id))
-        if found is None:
-            raise UploadNotFound(upload_id)
-        record: UploadRecord = _parse(UploadRecord, found.value, f"upload {upload_id}")
+        revision, record = await self._read(bucket, upload_id, _upload_key(upload_id), UploadRecord)
         if key is not None and record.key != key:
             raise UploadNotFound(upload_id)
         if record.bucket_created and record.bucket_created != self.store.configs.get(bucket).created:
             raise UploadNotFound(upload_id)  # made in a bucket of this name that was deleted since
-        return found.revision, record
+        return revision, record
+
+    async def _read(self, bucket: str, upload_id: str, record_key: str, model: type[T]) -> tuple[int, T]:
+        """One of an upload's records and its revision; UploadNotFound when there is none."""
+        if not upload_id.isalnum():
+            raise UploadNotFound(upload_id)
+        found = await self.records(bucket).get(record_key)
+        if found is None:
+            raise UploadNotFound(upload_id)
+        return found.revision, _parse(model, found.value, f"{record_key} of {bucket}")
 
     async def _open_upload(self, bucket: str, key: str | None, upload_id: str) -> tuple[int, UploadRecord]:
         revision, upload = await self.get_upload(bucket, key, upload_id)
@@ -498,12 +506,7 @@ class MultipartStore:
         self, bucket: str, key: str, upload_id: str, requested: list[tuple[int, str]]
     ) -> ObjectInfo:
         """A retried Complete of an upload that completed: the same answer, while that version exists."""
-        if not upload_id.isalnum():
-            raise UploadNotFound(upload_id)
-        found = await self.records(bucket).get(_completed_key(upload_id))
-        if found is None:
-            raise UploadNotFound(upload_id)
-        done: CompletedRecord = _parse(CompletedRecord, found.value, f"completed upload {upload_id}")
+        _, done = await self._read(bucket, upload_id, _completed_key(upload_id), CompletedRecord)
         if done.key != key or done.parts != len(requested):
             raise UploadNotFound(upload_id)
         try:
