@@ -124,19 +124,27 @@ def create_app(services: Services, metrics: Metrics, *, serve_metrics: bool = Tr
     gateway = Gateway(services, metrics)
     # Bodies are streamed by handlers; never let aiohttp buffer or decompress them.
     app = web.Application(client_max_size=0, handler_args={"auto_decompress": False})
-    app.router.add_get("/healthz", gateway.healthz)
-    app.router.add_get("/readyz", gateway.readyz)
+    app.router.add_get("/healthz", gateway.healthz, expect_handler=lenient_expect)
+    app.router.add_get("/readyz", gateway.readyz, expect_handler=lenient_expect)
     if serve_metrics:
-        app.router.add_get("/metrics", gateway.metrics_endpoint)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle, expect_handler=gateway.expect_continue)
+        app.router.add_get("/metrics", gateway.metrics_endpoint, expect_handler=lenient_expect)
+    # [\s\S]: a decoded path may hold a newline ("%0a"), which "." would not match (aiohttp's plain 404).
+    app.router.add_route("*", r"/{tail:[\s\S]*}", gateway.handle, expect_handler=gateway.expect_continue)
     app["gateway"] = gateway
     return app
 
 
 def metrics_app(gateway: Gateway) -> web.Application:
     app = web.Application()
-    app.router.add_get("/metrics", gateway.metrics_endpoint)
+    app.router.add_get("/metrics", gateway.metrics_endpoint, expect_handler=lenient_expect)
     return app
+
+
+async def lenient_expect(request: web.Request) -> None:
+    """`Expect` on the operational endpoints: 100-continue is answered, anything else ignored (aiohttp
+    would answer a plain-text 417)."""
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:

@@ -195,3 +195,72 @@ def test_user_metadata_too_large(s3, bucket: str) -> None:
     with pytest.raises(s3.exceptions.ClientError) as err:
         s3.put_object(Bucket=bucket, Key="meta", Body=b"x", Metadata={f"k{i}": "v" * 100 for i in range(30)})
     assert err.value.response["Error"]["Code"] == "MetadataTooLarge"
+
+
+def test_every_error_code_raised_is_in_the_table() -> None:
+    """An S3Error code missing from the table would be answered 500."""
+    import pathlib
+    import re
+
+    from nats_s3.protocol.errors import ERROR_TABLE
+
+    raised = set()
+    for path in pathlib.Path(__file__).resolve().parent.parent.joinpath("nats_s3").rglob("*.py"):
+        raised |= set(re.findall(r'S3Error\(\s*"([A-Za-z0-9]+)"', path.read_text()))
+    assert raised and not raised - set(ERROR_TABLE), sorted(raised - set(ERROR_TABLE))
+
+
+def test_numbers_parsers_cannot_break(gateway, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """Numbers S3 carries, as a fuzzer sends them: a superscript two passes str.isdigit() and fails
+    int(); 5000 digits fail int(); a date past the largest datetime overflows. None may be a 500."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"0123456789")
+    base = f"{gateway.endpoint}/{bucket}/k"
+    cases = [
+        ("GET", base, {"Range": "bytes=" + "9" * 5000 + "-"}, b"", 416),
+        ("GET", base, {"Range": "bytes=-" + "9" * 5000}, b"", 206),
+        ("GET", base + "?partNumber=%C2%B2", {}, b"", 400),
+        ("GET", base + "?partNumber=" + "1" * 5000, {}, b"", 400),
+        ("GET", base, {"If-Modified-Since": "Tue, 31 Dec 9999 23:59:59 -2359"}, b"", 200),
+        ("GET", base + "?response-content-type=a%0D%0AX-Evil%3A%201", {}, b"", 400),
+        ("GET", f"{gateway.endpoint}/{bucket}?max-keys=%C2%B2", {}, b"", 400),
+        ("GET", f"{gateway.endpoint}/{bucket}?uploads&max-uploads=" + "9" * 5000, {}, b"", 200),
+    ]
+    for method, url, headers, body, want in cases:
+        r = requests.request(method, url, headers=sign(method, url, body=body, headers=headers), data=body, timeout=10)
+        assert r.status_code == want, (url[-60:], headers, r.status_code, r.text[:300])
+        assert "\r\nX-Evil" not in str(r.headers) and "X-Evil" not in r.headers
+    # A header value in UTF-8 as sent (requests would send it in Latin-1, and the signature would not match).
+    hdrs = {"x-amz-decoded-content-length": "\u00b2", "Content-Encoding": "aws-chunked", "Content-Length": "0"}
+    signed = sign("PUT", base, headers=hdrs, payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    signed["Connection"] = "close"
+    sent = request_bytes("PUT", base[len(gateway.endpoint) :], signed, b"", urlsplit(base).netloc)
+    answer = raw(gateway.endpoint, sent, close_after=False)
+    assert answer.startswith(b"HTTP/1.1 400") and b"InvalidArgument" in answer, answer[:300]
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    for number in ("\u00b2", "9" * 5000):
+        part = f"<Part><PartNumber>{number}</PartNumber><ETag>x</ETag></Part>"
+        xml = f"<CompleteMultipartUpload>{part}</CompleteMultipartUpload>"
+        url = f"{base[: -len('/k')]}/mp?uploadId={upload_id}"
+        r = requests.post(url, data=xml.encode(), headers=sign("POST", url, body=xml.encode()), timeout=10)
+        assert r.status_code == 400, r.text
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload_id)
+    for expires in ("%C2%B2", "9" * 5000):  # SigV2 presigned, unauthenticated
+        r = requests.get(f"{base}?AWSAccessKeyId=test-access-key&Expires={expires}&Signature=x", timeout=10)
+        assert r.status_code == 403, r.text
+
+
+def test_names_that_cannot_be_buckets_never_reach_nats(gateway, s3) -> None:  # type: ignore[no-untyped-def]
+    for path in ["/" + "b" * 5000, "/a.%20", "/UPPER", "/x"]:
+        r = requests.head(f"{gateway.endpoint}{path}", headers=sign("HEAD", f"{gateway.endpoint}{path}"), timeout=10)
+        assert r.status_code == 400, (path[:20], r.status_code)
+    key = "k" * 1025
+    r = requests.get(
+        f"{gateway.endpoint}/any-bucket/{key}", headers=sign("GET", f"{gateway.endpoint}/any-bucket/{key}"), timeout=10
+    )
+    assert r.status_code == 400 and "<Code>KeyTooLongError</Code>" in r.text
+    # The connection every request shares survived: the gateway still serves.
+    assert s3.list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    r = requests.get(f"{gateway.endpoint}/repro/a%0ab", timeout=10)  # a newline in the path: still S3 XML
+    assert r.headers["Content-Type"].startswith("application/xml") and "x-amz-request-id" in r.headers
+    r = requests.get(f"{gateway.endpoint}/readyz", headers={"Expect": "something-else"}, timeout=10)
+    assert r.status_code == 200

@@ -15,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..protocol import checksums
 from ..protocol.chunked import ChunkSigning, decode_aws_chunked
 from ..protocol.errors import S3Error
+from ..protocol.numbers import parse_uint
 from ..protocol.sigv4 import AuthResult
 from ..store.models import BodyDigests, Checksum
 
@@ -71,9 +72,10 @@ class UploadBody:
             raw_decoded = headers.get("x-amz-decoded-content-length")
             if raw_decoded is None:
                 raise S3Error("MissingContentLength", "x-amz-decoded-content-length is required.")
-            if not raw_decoded.isdigit():
+            decoded = parse_uint(raw_decoded.strip())
+            if decoded is None:
                 raise S3Error("InvalidArgument", "x-amz-decoded-content-length is not a number.")
-            self._decoded_length = int(raw_decoded)
+            self._decoded_length = decoded
             signing = None
             if self._payload_hash in STREAMING_SIGNED:
                 signing = ChunkSigning(auth.signing_key, auth.amz_date, auth.scope, auth.signature)
@@ -154,9 +156,10 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
     raw = headers.get("content-length")
     if raw is None:
         return None
-    if not raw.strip().isdigit():
+    value = parse_uint(raw.strip())
+    if value is None:
         raise S3Error("InvalidArgument", "Content-Length is not a number.")
-    return int(raw)
+    return value
 
 
 async def read_small_body(request: web.Request, limit: int) -> bytes:

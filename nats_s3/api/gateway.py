@@ -18,6 +18,7 @@ from ..protocol.headers import http_date
 from ..protocol.routing import resolve, split_path
 from ..protocol.sigv4 import AuthResult
 from ..store import errors as store_errors
+from ..store import naming
 from . import buckets, listing, multipart, objects, versions
 from .context import (
     S3Context,
@@ -177,6 +178,11 @@ class Gateway:
                 query.setdefault(name, value)
             route = resolve(request.method, bucket, key, query)
             operation = route.operation
+            # Before anything reaches NATS: a name that cannot be a bucket never becomes a subject.
+            if route.bucket is not None and not naming.is_valid_bucket_name(route.bucket):
+                raise S3Error("InvalidBucketName", extra={"BucketName": route.bucket[:255]})
+            if route.key is not None and len(route.key.encode()) > naming.MAX_KEY_BYTES:
+                raise S3Error("KeyTooLongError", extra={"Size": str(len(route.key.encode())), "MaxSizeAllowed": "1024"})
             if operation in ("PutObject", "UploadPart") and "x-amz-copy-source" in headers:
                 operation = "CopyObject" if operation == "PutObject" else "UploadPartCopy"
             ctx = S3Context(request, request_id, route, headers, query, auth)

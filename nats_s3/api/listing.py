@@ -12,6 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..protocol.errors import S3Error
+from ..protocol.numbers import parse_int
 from ..protocol.xml import S3_NS, XML_DECLARATION, XmlChild, escape_text, iso8601_seconds, render_items
 from ..store.list_index import ListedObject
 from .context import XML_TYPE, S3Context
@@ -24,14 +25,13 @@ def max_keys(ctx: S3Context) -> int:
     raw = ctx.query.get("max-keys")
     if raw is None:
         return MAX_KEYS
-    try:
-        value = int(raw)
-    except ValueError:
+    value = parse_int(raw)
+    if value is None:
         raise S3Error(
             "InvalidArgument",
             "Provided max-keys not an integer or within integer range",
             extra={"ArgumentName": "max-keys", "ArgumentValue": raw},
-        ) from None
+        )
     if value < 0:
         raise S3Error(
             "InvalidArgument",

@@ -11,6 +11,7 @@ from aiohttp import web
 from ..protocol import checksums
 from ..protocol.errors import S3Error
 from ..protocol.headers import check_copy_source_conditions, stored_headers
+from ..protocol.numbers import parse_int, parse_uint, parse_uint_clamped
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
 from ..store.models import BodyDigests, Checksum, ObjectInfo
@@ -30,14 +31,13 @@ def _int_arg(ctx: S3Context, name: str, default: int, low: int, high: int | None
     raw = ctx.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    value = parse_int(raw)
+    if value is None:
         raise S3Error(
             "InvalidArgument",
             f"Provided {name} not an integer or within integer range",
             extra={"ArgumentName": name, "ArgumentValue": raw},
-        ) from None
+        )
     if value < low or (high is not None and value > high):
         raise S3Error(
             "InvalidArgument",
@@ -153,13 +153,14 @@ async def _upload_part_copy(services: Services, ctx: S3Context, number: int, upl
 def _copy_range(value: str, size: int) -> tuple[int, int]:
     spec = value.strip()
     first, sep, last = spec.removeprefix("bytes=").partition("-")
-    if not spec.startswith("bytes=") or not sep or not first.isdigit() or not last.isdigit():
+    start_at, end_at = parse_uint_clamped(first), parse_uint_clamped(last)
+    if not spec.startswith("bytes=") or not sep or start_at is None or end_at is None:
         raise S3Error(
             "InvalidArgument",
             "The x-amz-copy-source-range value must be of the form bytes=first-last",
             extra={"ArgumentName": "x-amz-copy-source-range", "ArgumentValue": value},
         )
-    start, end = int(first), int(last)
+    start, end = start_at, end_at
     if start > end or end >= size:
         raise S3Error(
             "InvalidArgument",
@@ -177,10 +178,11 @@ def _parse_complete(body: bytes) -> list[tuple[int, str, dict[str, str]]]:
     for element in children(root, "Part"):
         number_text = child_text(element, "PartNumber")
         etag = child_text(element, "ETag")
-        if number_text is None or etag is None or not number_text.strip().isdigit():
-            raise S3Error("MalformedXML")
+        number = parse_uint(number_text.strip(), 5) if number_text is not None else None
+        if number is None or etag is None:
+            raise S3Error("MalformedXML") if number_text is None or etag is None else S3Error("InvalidPart")
         sums = {name: child_text(element, f"Checksum{name}") or "" for name in checksums.ALGORITHMS}
-        parts.append((int(number_text), etag.strip().strip('"'), {k: v for k, v in sums.items() if v}))
+        parts.append((number, etag.strip().strip('"'), {k: v for k, v in sums.items() if v}))
     if not parts:
         raise S3Error(
             "MalformedXML",

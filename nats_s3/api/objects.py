@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
@@ -30,6 +31,7 @@ from ..protocol.headers import (
     stored_headers,
     tags_from_xml_pairs,
 )
+from ..protocol.numbers import parse_uint
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
 from ..store import naming
@@ -116,11 +118,20 @@ async def _conditional_head(services: Services, ctx: S3Context) -> ObjectInfo | 
     return info
 
 
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _with_overrides(ctx: S3Context, headers: dict[str, str]) -> dict[str, str]:
     for param, header in RESPONSE_OVERRIDES.items():
         if param in ctx.query:
+            value = ctx.query[param]
+            if _HEADER_UNSAFE.search(value):  # a CR or LF would split the response's headers
+                raise S3Error(
+                    "InvalidArgument", f"{param} is not a valid header value.",
+                    extra={"ArgumentName": param, "ArgumentValue": value.encode("unicode_escape").decode()},
+                )  # fmt: skip
             headers.pop(header.lower(), None)
-            headers[header] = ctx.query[param]
+            headers[header] = value
     return headers
 
 
@@ -160,13 +171,14 @@ async def _plan_read(services: Services, ctx: S3Context) -> _ReadPlan | web.Resp
 
 def _part_range(raw: str, info: ObjectInfo) -> ByteRange | None:
     """`partNumber=N`: the bytes of part N of a multipart object; part 1 of any other object is all of it."""
-    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+    parsed = parse_uint(raw, 5)
+    if parsed is None or not 1 <= parsed <= 10000:
         raise S3Error(
             "InvalidArgument",
             "Part number must be an integer between 1 and 10000, inclusive",
             extra={"ArgumentName": "partNumber", "ArgumentValue": raw},
         )
-    number = int(raw)
+    number = parsed
     count = len(info.parts) or 1
     if number > count:
         raise S3Error(

@@ -10,6 +10,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import parse_qsl, quote, urlencode
 
 from .errors import S3Error
+from .numbers import parse_uint_clamped
 
 # Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
 CONTENT_HEADERS = (
@@ -34,7 +35,7 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 TAGGING = "x-amz-tagging"
 MAX_TAGS = 10
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
 
 def http_date(value: datetime) -> str:
@@ -46,13 +47,16 @@ def parse_http_date(value: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed is None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # "31 Dec 9999 23:59:59 -2359" is past the largest datetime in UTC
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +87,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not first and not last:
         return None
     if not first:
-        suffix = int(last)
+        suffix = parse_uint_clamped(last) or 0
         if suffix == 0 or size == 0:
             raise _unsatisfiable(size)
         return ByteRange(max(size - suffix, 0), size - 1)
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = parse_uint_clamped(first) or 0
+    end = (parse_uint_clamped(last) or 0) if last else size - 1
     if last and end < start:
         return None
     if start >= size:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from .errors import S3Error
+from .numbers import parse_uint_clamped
 
 # Query parameters that are part of the signed resource (the rest are not signed in SigV2).
 SIGNED_SUBRESOURCES = frozenset(
@@ -55,18 +56,19 @@ def verify_presigned_v2(
     access_key = params.get("AWSAccessKeyId", "")
     expires = params.get("Expires", "")
     signature = params.get("Signature", "")
-    if not expires.isdigit():
+    expires_at = parse_uint_clamped(expires)
+    if expires_at is None:
         raise S3Error(
             "AccessDenied", "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters"
         )
     secret = secrets.get(access_key)
     if secret is None:
         raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key})
-    if now.astimezone(UTC).timestamp() > int(expires):
+    if now.astimezone(UTC).timestamp() > expires_at:
         raise S3Error(
             "AccessDenied",
             "Request has expired",
-            extra={"Expires": datetime.fromtimestamp(min(int(expires), 2**33), UTC).isoformat()},
+            extra={"Expires": datetime.fromtimestamp(min(expires_at, 2**33), UTC).isoformat()},
         )
     sts = string_to_sign(method, raw_path, query, headers, expires)
     expected = base64.b64encode(
