@@ -123,7 +123,9 @@ def test_v1_marker_and_next_marker(s3, listed_bucket: str) -> None:
 
 def test_max_keys_limits_and_errors(s3, listed_bucket: str, gateway) -> None:
     resp = s3.list_objects_v2(Bucket=listed_bucket, MaxKeys=0)
-    assert resp["KeyCount"] == 0 and resp["IsTruncated"] is True and "Contents" not in resp
+    assert resp["KeyCount"] == 0 and resp["IsTruncated"] is False and "Contents" not in resp  # as S3 answers
+    empty = s3.list_objects_v2(Bucket=listed_bucket, ContinuationToken="")  # an empty token: the start
+    assert empty["KeyCount"] == len(KEYS) and empty["ContinuationToken"] == ""
     resp = s3.list_objects_v2(Bucket=listed_bucket, MaxKeys=5000)
     assert resp["MaxKeys"] == 1000 and resp["KeyCount"] == len(KEYS)
     for query in ("max-keys=-1", "max-keys=abc"):

@@ -378,3 +378,67 @@ def test_object_tagging(s3, bucket: str) -> None:
     with pytest.raises(ClientError) as err:
         s3.get_object_tagging(Bucket=bucket, Key="missing")
     assert error_code(err.value) == "NoSuchKey"
+
+
+def test_conditional_writes_on_put_and_complete(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    from botocore.exceptions import ClientError
+
+    def status(call) -> int:  # type: ignore[no-untyped-def]
+        try:
+            call()
+        except ClientError as exc:
+            return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+        return 200
+
+    first = s3.put_object(Bucket=bucket, Key="c", Body=b"one")["ETag"]
+    assert status(lambda: s3.put_object(Bucket=bucket, Key="c", Body=b"x", IfNoneMatch="*")) == 412
+    put = s3.meta.events.register
+    # If-None-Match with the current ETag: 412; with another ETag the write goes ahead.
+    for etag, want in ((first, 412), ('"00000000000000000000000000000000"', 200)):
+
+        def with_header(params, etag=etag, **_):  # type: ignore[no-untyped-def]
+            params["headers"]["If-None-Match"] = etag
+
+        put("before-call.s3.PutObject", with_header, unique_id="inm")
+        try:
+            assert status(lambda: s3.put_object(Bucket=bucket, Key="c", Body=b"two")) == want
+        finally:
+            s3.meta.events.unregister("before-call.s3.PutObject", unique_id="inm")
+    current = s3.head_object(Bucket=bucket, Key="c")["ETag"]
+    assert status(lambda: s3.put_object(Bucket=bucket, Key="c", Body=b"three", IfMatch=first)) == 412
+    assert status(lambda: s3.put_object(Bucket=bucket, Key="c", Body=b"three", IfMatch=current)) == 200
+    assert status(lambda: s3.put_object(Bucket=bucket, Key="c", Body=b"four", IfMatch="*")) == 200
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="absent", Body=b"x", IfMatch="*")
+    assert err.value.response["Error"]["Code"] == "NoSuchKey"
+    # CompleteMultipartUpload: refused while the key exists, and the upload stays usable.
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="c")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="c", UploadId=upload_id, PartNumber=1, Body=b"part")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    refused = lambda: s3.complete_multipart_upload(  # noqa: E731
+        Bucket=bucket, Key="c", UploadId=upload_id, MultipartUpload=parts, IfNoneMatch="*"
+    )
+    assert status(refused) == 412
+    s3.delete_object(Bucket=bucket, Key="c")
+    assert status(refused) == 200
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"part"
+
+
+def test_tag_rules(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    from botocore.exceptions import ClientError
+
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="foo=bar&bar")
+    assert sorted((t["Key"], t["Value"]) for t in s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]) == [
+        ("bar", ""), ("foo", "bar")
+    ]  # fmt: skip
+    bad = [
+        [{"Key": f"k{i}", "Value": "v"} for i in range(11)],
+        [{"Key": "k" * 129, "Value": "v"}],
+        [{"Key": "k", "Value": "v" * 257}],
+        [{"Key": "k", "Value": "a"}, {"Key": "k", "Value": "b"}],
+    ]
+    for tags in bad:
+        with pytest.raises(ClientError) as err:
+            s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": tags})
+        assert err.value.response["Error"]["Code"] == "InvalidTag"
+    assert len(s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]) == 2  # the old set is kept

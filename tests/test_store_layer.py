@@ -116,15 +116,15 @@ async def test_body_failure_mid_stream_leaves_nothing_after_collection(store: Na
 
 
 async def test_conditions(store: NatsStore, sbucket: str) -> None:
-    first = await store.put_object(sbucket, "c", pieces(b"1"), {}, condition=WriteCondition(if_none_match_star=True))
+    first = await store.put_object(sbucket, "c", pieces(b"1"), {}, condition=WriteCondition(if_none_match="*"))
     with pytest.raises(PreconditionFailed):
-        await store.put_object(sbucket, "c", pieces(b"2"), {}, condition=WriteCondition(if_none_match_star=True))
+        await store.put_object(sbucket, "c", pieces(b"2"), {}, condition=WriteCondition(if_none_match="*"))
     with pytest.raises(PreconditionFailed):
         await store.put_object(sbucket, "c", pieces(b"2"), {}, condition=WriteCondition(if_match="0" * 32))
     await store.put_object(sbucket, "c", pieces(b"3"), {}, condition=WriteCondition(if_match=first.etag))
     await store.delete_object(sbucket, "c")
     # After a delete marker, If-None-Match: * succeeds again.
-    await store.put_object(sbucket, "c", pieces(b"4"), {}, condition=WriteCondition(if_none_match_star=True))
+    await store.put_object(sbucket, "c", pieces(b"4"), {}, condition=WriteCondition(if_none_match="*"))
 
 
 async def test_missing_bucket(store: NatsStore) -> None:

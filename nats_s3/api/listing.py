@@ -100,7 +100,7 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
         token = q.get("continuation-token")
         start_after = q.get("start-after", "")
         after = start_after
-        if token is not None:
+        if token:  # an empty token is the start of the listing
             after = _decode_token(token)
     else:
         after = q.get("marker", "")

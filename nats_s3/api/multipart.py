@@ -19,7 +19,14 @@ from ..store.multipart import MAX_PART_NUMBER, OPEN, PartRecord, UploadRecord
 from .body import UploadBody, copy_source, read_small_body
 from .context import S3Context
 from .listing import owner_items
-from .objects import check_key, copy_source_headers, head_copy_source, new_version_headers, parse_copy_source
+from .objects import (
+    check_key,
+    copy_source_headers,
+    head_copy_source,
+    new_version_headers,
+    parse_copy_source,
+    write_condition,
+)
 from .services import Services
 
 MAX_COMPLETE_BODY = 4 * 1024 * 1024
@@ -161,12 +168,14 @@ def _copy_range(value: str, size: int) -> tuple[int, int]:
             extra={"ArgumentName": "x-amz-copy-source-range", "ArgumentValue": value},
         )
     start, end = start_at, end_at
-    if start > end or end >= size:
+    if start > end:
         raise S3Error(
             "InvalidArgument",
             f"Range specified is not valid for source object of size: {size}",
             extra={"ArgumentName": "x-amz-copy-source-range", "ArgumentValue": value},
         )
+    if end >= size:
+        raise S3Error("InvalidRange", f"Range specified is not valid for source object of size: {size}", status=400)
     return start, end
 
 
@@ -229,8 +238,9 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
         return (algorithm, checksums.composite(algorithm, values))
 
     info = await services.multipart.complete(
-        ctx.bucket, ctx.key, upload.upload_id, [(n, etag) for n, etag, _ in requested], finalize
-    )
+        ctx.bucket, ctx.key, upload.upload_id, [(n, etag) for n, etag, _ in requested], finalize,
+        condition=write_condition(ctx),
+    )  # fmt: skip
     return _complete_result(ctx, info, checksum_type)
 
 

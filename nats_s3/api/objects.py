@@ -52,16 +52,17 @@ def check_key(key: str) -> None:
 
 
 def write_condition(ctx: S3Context) -> WriteCondition | None:
+    """If-None-Match / If-Match on PutObject, CopyObject and CompleteMultipartUpload (checked
+    atomically with the write: the store compares with the version it replaces)."""
     if_none_match = ctx.headers.get("if-none-match")
     if_match = ctx.headers.get("if-match")
     if if_none_match is None and if_match is None:
         return None
-    if if_none_match is not None and if_none_match.strip() != "*":
-        raise S3Error("NotImplemented", "Only If-None-Match: * is supported on writes.")
-    return WriteCondition(
-        if_none_match_star=if_none_match is not None,
-        if_match=if_match.strip().strip('"') if if_match is not None else None,
-    )
+
+    def etag(value: str | None) -> str | None:
+        return value.strip().removeprefix("W/").strip('"') if value is not None else None
+
+    return WriteCondition(if_none_match=etag(if_none_match), if_match=etag(if_match))
 
 
 def object_headers(info: ObjectInfo, with_checksum: bool) -> dict[str, str]:

@@ -186,7 +186,7 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     if len(tags) > MAX_TAGS:
-        raise S3Error("BadRequest", "Object tags cannot be greater than 10", status=400)
+        raise S3Error("InvalidTag", "Object tags cannot be greater than 10", status=400)
     for name, value in tags.items():
         if not name or len(name) > 128 or len(value) > 256:
             raise S3Error("InvalidTag", "The TagKey or TagValue you have provided is invalid", status=400)

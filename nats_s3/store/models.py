@@ -124,10 +124,11 @@ class BodyDigests:
 
 @dataclass(frozen=True, slots=True)
 class WriteCondition:
-    """S3 conditional writes: If-None-Match: * and If-Match: <etag>."""
+    """S3 conditional writes: If-None-Match (`*`: no current object; an ETag: not that one) and
+    If-Match (`*`: a current object; an ETag: that one). ETags unquoted."""
 
-    if_none_match_star: bool = False
-    if_match: str | None = None  # unquoted etag
+    if_none_match: str | None = None
+    if_match: str | None = None
 
 
 def encode_seq_runs(runs: list[tuple[int, int]]) -> str:

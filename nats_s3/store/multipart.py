@@ -42,6 +42,7 @@ from .models import (
     ObjectInfo,
     PartRef,
     StoredObjectInfo,
+    WriteCondition,
     decode_parts,
     decode_seq_runs,
     encode_parts,
@@ -335,8 +336,10 @@ class MultipartStore:
         upload_id: str,
         requested: list[tuple[int, str]],
         finalize: Finalize,
+        condition: WriteCondition | None = None,
     ) -> ObjectInfo:
-        """Commit the object from the listed parts (number, unquoted ETag), ascending and validated."""
+        """Commit the object from the listed parts (number, unquoted ETag), ascending and validated;
+        with `condition`, only if the key's current version meets it (checked as it is replaced)."""
         try:
             revision, upload = await self.get_upload(bucket, key, upload_id)
         except UploadNotFound:
@@ -362,6 +365,8 @@ class MultipartStore:
             doc = plan
             parts_seen: list[PartRecord] | None = None
         else:
+            if condition is not None:  # fail fast, before the upload is marked; the commit checks again
+                self.store.check_condition(await self.store.read_head(bucket, key), condition, key)
             marked = await self._mark_completing(bucket, key, upload_id, revision, upload, requested, finalize)
             revision, upload, doc, parts_seen = marked
         if self.store.pauses.active:
@@ -371,7 +376,7 @@ class MultipartStore:
         extra = {p.nuid: [part_owner(upload_id, number)] for number, p in chosen_parts}
         try:
             info = await self.store.commit(
-                bucket, key, doc, condition=None, head=head, uid=new_uid(), claimed_uid=None, extra_owners=extra
+                bucket, key, doc, condition=condition, head=head, uid=new_uid(), claimed_uid=None, extra_owners=extra
             )
         except Exception:
             await self._reopen_unless_committed(bucket, key, upload, revision, doc)

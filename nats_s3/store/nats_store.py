@@ -359,7 +359,7 @@ class NatsStore(VersionedWrites):
         """One page of a listing from the bucket's index (caught up with the stream first)."""
         index = await self.index.current(bucket)
         if max_keys <= 0:
-            return ListPage([], [], index.has_more(prefix, after), None)
+            return ListPage([], [], False, None)  # S3: no keys, and not truncated
         return index.page(prefix, delimiter, after, max_keys)
 
     async def list_versions_page(

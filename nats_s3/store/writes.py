@@ -342,14 +342,14 @@ class VersionedWrites:
     # ---- put ------------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_condition(head: Head | None, condition: WriteCondition, key: str) -> None:
+    def check_condition(head: Head | None, condition: WriteCondition, key: str) -> None:
         live = head is not None and is_version(head.doc) and not is_marker(head.doc)
-        if condition.if_none_match_star and live:
+        current = to_object_info(head.doc, key, "", head.seq).etag if head is not None and live else None
+        if current is not None and condition.if_none_match in ("*", current):
             raise PreconditionFailed(key)
         if condition.if_match is not None:
-            if head is None or not live:
+            if current is None:
                 raise ObjectNotFound(key)
-            current = to_object_info(head.doc, key, "", head.seq).etag
             if condition.if_match != "*" and condition.if_match != current:
                 raise PreconditionFailed(key)
 
@@ -373,7 +373,7 @@ class VersionedWrites:
         # Fails fast on a missing bucket or an unmet condition, before any body byte is read.
         head = await self.read_head(bucket, key)
         if condition is not None:
-            self._check_condition(head, condition, key)
+            self.check_condition(head, condition, key)
         latest = head.doc if head is not None and is_version(head.doc) else None
         uid = new_uid(after=uid_of(latest) if latest is not None else None)
         nuid = self.new_nuid()
@@ -447,7 +447,7 @@ class VersionedWrites:
             if attempt or stale:
                 head = await self.read_head(bucket, key)
             if condition is not None:
-                self._check_condition(head, condition, key)
+                self.check_condition(head, condition, key)
             latest = head.doc if head is not None and is_version(head.doc) else None
             mode = effective_versioning(self.configs.versioning(bucket), head.doc if head is not None else None)
             if latest is not None and uid <= uid_of(latest):
