@@ -142,6 +142,12 @@ FLAGS = (
         "NATS_S3_DOMAIN",
         "base domain for virtual-host-style requests (<bucket>.<domain>); path style always works",
     ),
+    Flag(
+        "region",
+        "region",
+        "NATS_S3_REGION",
+        "the S3 region this gateway answers for: SigV4 scopes must name it (default us-east-1)",
+    ),
     Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path"),
 )
 

@@ -258,7 +258,9 @@ async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Ev
             multipart_expiry=settings.multipart_expiry,
         )
         metrics.watch_collector(collector.stats)
-        services = Services(store=store, verifier=SigV4Verifier(secrets), settings=settings, multipart=multipart)
+        services = Services(
+            store=store, verifier=SigV4Verifier(secrets, region=settings.region), settings=settings, multipart=multipart
+        )
         app = create_app(services, metrics, serve_metrics=settings.metrics_listen is None)
         runner = web.AppRunner(
             app,

@@ -37,6 +37,8 @@ class Settings(BaseModel):
     metrics_token: str | None = None  # bearer token required on /metrics when set
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The one region this gateway is: SigV4 scopes must name it, and buckets report it.
+    region: str = Field(default="us-east-1", min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
     domain: str | None = None  # enables virtual-host-style addressing: <bucket>.<domain>
     # Object bytes are cut into NATS messages of this size (must stay under the server's max_payload).
     chunk_size: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)

@@ -32,14 +32,16 @@ def gateway(nats_url: str, credentials_file: Path) -> Iterator[GatewayProcess]:
     gw.stop()
 
 
-def make_client(endpoint: str, secret: str = SECRET_KEY, access: str = ACCESS_KEY, **config: object):  # type: ignore[no-untyped-def]
+def make_client(  # type: ignore[no-untyped-def]
+    endpoint: str, secret: str = SECRET_KEY, access: str = ACCESS_KEY, region: str = "us-east-1", **config: object
+):
     cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, signature_version="s3v4", **config)  # type: ignore[arg-type]
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=access,
         aws_secret_access_key=secret,
-        region_name="us-east-1",
+        region_name=region,
         config=cfg,
     )
 

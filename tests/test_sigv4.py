@@ -455,13 +455,28 @@ def test_presigned_not_yet_valid() -> None:
 
 
 def test_presigned_expires_bounds(verifier: SigV4Verifier) -> None:
+    """A lifetime of 0, negative or past a week is refused as an expired URL is (403), never served."""
     req = presign("GET", object_url("k"), expires=604801)
     err = error_of(verifier, req)
-    assert (err.code, err.status) == ("AuthorizationQueryParametersError", 400)
+    assert (err.code, err.status) == ("AccessDenied", 403)
     assert "604800" in err.message
-    for bad in ("0", "-1", "abc", "9" * 5000):
+    for bad in ("0", "-1", "-99999999999999999999", "9" * 5000, "604801"):
         query = [(k, bad if k == "X-Amz-Expires" else v) for k, v in req.query]
-        assert error_of(verifier, replace(req, query=query)).code == "AuthorizationQueryParametersError"
+        assert (error_of(verifier, replace(req, query=query)).code, err.status) == ("AccessDenied", 403), bad
+    for bad in ("abc", "\u00b2", "1.5", ""):
+        query = [(k, bad if k == "X-Amz-Expires" else v) for k, v in req.query]
+        assert error_of(verifier, replace(req, query=query)).code == "AuthorizationQueryParametersError", bad
+
+
+def test_a_scope_for_another_region_names_the_right_one() -> None:
+    verifier = SigV4Verifier(SECRETS, region="us-east-1")
+    for req in (
+        sign("GET", object_url("k"), region="eu-central-1"),
+        presign("GET", object_url("k"), region="eu-central-1"),
+    ):
+        err = error_of(verifier, req)
+        assert err.status == 400 and err.extra["Region"] == "us-east-1" and "eu-central-1" in err.message
+    verifier.verify(sign("GET", object_url("k"), region="us-east-1"))
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import hmac
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
@@ -18,6 +19,7 @@ from ..protocol.errors import S3Error
 from ..protocol.numbers import parse_uint
 from ..protocol.sigv4 import AuthResult
 from ..store.models import BodyDigests, Checksum
+from .context import S3Context
 
 STREAMING_SIGNED = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
@@ -181,6 +183,43 @@ async def read_small_body(request: web.Request, limit: int) -> bytes:
     if declared is not None and size != declared:
         raise S3Error("IncompleteBody")
     return b"".join(parts)
+
+
+async def read_request_xml(
+    ctx: S3Context, limit: int, *, integrity_required: bool = False, checksum_is_of_body: bool = True
+) -> bytes:
+    """A request's whole XML body, read and checked (see check_small_body) before anyone parses it.
+
+    `checksum_is_of_body=False` where an x-amz-checksum-* header describes something else (the object a
+    CompleteMultipartUpload makes)."""
+    body = await read_small_body(ctx.request, limit)
+    headers = ctx.headers
+    if not checksum_is_of_body:
+        headers = {k: v for k, v in headers.items() if checksums.algorithm_for_header(k) is None}
+    check_small_body(headers, ctx.auth, body, integrity_required=integrity_required)
+    return body
+
+
+def check_small_body(
+    headers: Mapping[str, str], auth: AuthResult, body: bytes, *, integrity_required: bool = False
+) -> None:
+    """Every check a whole XML body gets before it is parsed: the signed payload hash, and Content-MD5 or
+    an x-amz-checksum-* header where sent (`integrity_required`: one of them must be, as DeleteObjects asks)."""
+    payload_hash = auth.payload_hash
+    if len(payload_hash) == 64 and not hmac.compare_digest(hashlib.sha256(body).hexdigest(), payload_hash.lower()):
+        raise S3Error("XAmzContentSHA256Mismatch")
+    found = checksums.checksum_from_headers(headers)
+    if integrity_required and "content-md5" not in headers and found is None:
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5.")
+    if "content-md5" in headers:
+        expected = checksums.content_md5(headers["content-md5"])
+        if not hmac.compare_digest(expected, hashlib.md5(body).digest()):
+            raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
+    if found is not None:
+        hasher = checksums.new_hasher(found[0])
+        hasher.update(body)
+        if hasher.b64digest() != found[1]:
+            raise S3Error("BadDigest", f"The {found[0]} you specified did not match the calculated checksum.")
 
 
 async def copy_source(

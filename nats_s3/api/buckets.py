@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+
 from aiohttp import web
 
 from ..protocol.errors import S3Error
-from ..protocol.xml import S3_NS, XML_DECLARATION, XmlChild, child_text, escape_text, iso8601, local_name, parse_xml
+from ..protocol.headers import canned_acl, tags_from_xml_pairs
+from ..protocol.numbers import parse_int
+from ..protocol.xml import (
+    S3_NS,
+    XML_DECLARATION,
+    XmlChild,
+    child_text,
+    children,
+    escape_text,
+    iso8601,
+    local_name,
+    parse_xml,
+)
+from ..store import errors as store_errors
 from ..store import naming
-from .body import read_small_body
+from ..store.bucket_config import BucketConfig
+from .body import read_request_xml
 from .context import XML_TYPE, S3Context
 from .listing import owner_items
 from .services import Services
@@ -20,27 +36,107 @@ def _check_name(bucket: str) -> None:
         raise S3Error("InvalidBucketName", extra={"BucketName": bucket})
 
 
+MAX_BUCKETS_PER_PAGE = 10000
+
+
+def _max_buckets(ctx: S3Context) -> int | None:
+    raw = ctx.query.get("max-buckets")
+    if raw is None:
+        return None
+    value = parse_int(raw.strip())
+    if value is None or not 1 <= value <= MAX_BUCKETS_PER_PAGE:
+        raise S3Error(
+            "InvalidArgument",
+            f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS_PER_PAGE}",
+            extra={"ArgumentName": "max-buckets", "ArgumentValue": raw[:64]},
+        )
+    return value
+
+
+def _encode_token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    """The bucket name a continuation token was made from (a page starts after it)."""
+    try:
+        name = base64.urlsafe_b64decode(token.encode("ascii")).decode()
+    except (ValueError, UnicodeError):
+        name = ""
+    if not naming.is_valid_bucket_name(name):
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            extra={"ArgumentName": "continuation-token"},
+        )
+    return name
+
+
 async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
+    limit = _max_buckets(ctx)
+    prefix = ctx.query.get("prefix", "")
+    region = services.settings.region
+    token = ctx.query.get("continuation-token")
+    after = _decode_token(token) if token else None
+    wanted_region = ctx.query.get("bucket-region")
     buckets = await services.store.list_buckets()
-    entries: list[XmlChild] = [("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created))]) for b in buckets]
-    return ctx.xml("ListAllMyBucketsResult", [("Owner", owner_items(ctx.auth.access_key)), ("Buckets", entries)])
+    if wanted_region is not None and wanted_region != region:
+        buckets = []
+    chosen = [b for b in buckets if b.name.startswith(prefix) and (after is None or b.name > after)]
+    more = limit is not None and len(chosen) > limit
+    if limit is not None:
+        chosen = chosen[:limit]
+    entries: list[XmlChild] = [
+        ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created)), ("BucketRegion", region)]) for b in chosen
+    ]
+    items: list[XmlChild] = [("Owner", owner_items(ctx.auth.access_key)), ("Buckets", entries)]
+    if more:
+        items.append(("ContinuationToken", _encode_token(chosen[-1].name)))
+    if "prefix" in ctx.query:
+        items.append(("Prefix", prefix))
+    return ctx.xml("ListAllMyBucketsResult", items)
 
 
 async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
     _check_name(ctx.bucket)
-    body = await read_small_body(ctx.request, MAX_CONFIG_BYTES)
+    region = services.settings.region
+    canned = canned_acl(ctx.headers)
+    if any(name.startswith("x-amz-grant-") for name in ctx.headers):
+        raise S3Error("NotImplemented", "Grants to other principals (x-amz-grant-*) are not implemented yet.")
+    body = await read_request_xml(ctx, MAX_CONFIG_BYTES)
     if body.strip():
         root = parse_xml(body)
         if local_name(root) != "CreateBucketConfiguration":
             raise S3Error("MalformedXML")
-        child_text(root, "LocationConstraint")  # any region is accepted: NATS decides placement
-    await services.store.create_bucket(ctx.bucket)
+        constraint = (child_text(root, "LocationConstraint") or "").strip()
+        # A constraint names the region the bucket is for; this gateway is one region (placement by
+        # region comes with placement maps).
+        if constraint and constraint != region:
+            raise S3Error(
+                "IllegalLocationConstraintException",
+                f"The {constraint[:64]} location constraint is incompatible for the region specific endpoint "
+                f"this request was sent to ({region}).",
+            )
+    try:
+        await services.store.create_bucket(ctx.bucket)
+    except store_errors.BucketAlreadyExists:
+        # S3's legacy rule in us-east-1: creating a bucket you already own succeeds and changes nothing.
+        if region != "us-east-1":
+            raise
+        return ctx.empty(headers={"Location": f"/{ctx.bucket}"})
+    if canned not in (None, "private"):
+
+        def set_acl(config: BucketConfig) -> BucketConfig:
+            config.acl = canned
+            return config
+
+        await services.store.configs.update(ctx.bucket, set_acl)
     return ctx.empty(headers={"Location": f"/{ctx.bucket}"})
 
 
 async def head_bucket(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-    return ctx.empty(headers={"x-amz-bucket-region": "us-east-1"})
+    return ctx.empty(headers={"x-amz-bucket-region": services.settings.region})
 
 
 async def delete_bucket(services: Services, ctx: S3Context) -> web.Response:
@@ -50,26 +146,55 @@ async def delete_bucket(services: Services, ctx: S3Context) -> web.Response:
 
 async def get_bucket_location(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-    return ctx.xml("LocationConstraint", [])
-
-
-def _acl(ctx: S3Context) -> web.Response:
-    # Written by hand: the Grantee needs an xsi:type attribute (s3cmd reads it), which build() does not do.
-    owner_id, name = owner_items(ctx.auth.access_key)[0][1], escape_text(ctx.auth.access_key)
-    owner = f"<ID>{owner_id}</ID><DisplayName>{name}</DisplayName>"
-    body = (
-        f'{XML_DECLARATION}<AccessControlPolicy xmlns="{S3_NS}"><Owner>{owner}</Owner><AccessControlList>'
-        '<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
-        f"{owner}</Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>"
-    )
+    region = services.settings.region
+    # S3 answers an empty constraint for us-east-1 (SDKs map it back), the region's name elsewhere.
+    text = "" if region == "us-east-1" else escape_text(region)
+    body = f'{XML_DECLARATION}<LocationConstraint xmlns="{S3_NS}">{text}</LocationConstraint>'
     return web.Response(body=body.encode(), content_type=XML_TYPE, headers=ctx.base_headers())
 
 
-async def get_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
+MAX_TAGGING_BODY = 64 * 1024
+
+
+async def get_bucket_tagging(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-    return _acl(ctx)
+    tags = services.store.configs.get(ctx.bucket).tags
+    if tags is None:
+        raise S3Error("NoSuchTagSet", extra={"BucketName": ctx.bucket})
+    return ctx.xml("Tagging", [("TagSet", [("Tag", [("Key", k), ("Value", v)]) for k, v in tags.items()])])
 
 
-async def get_object_acl(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_object(ctx.bucket, ctx.key)
-    return _acl(ctx)
+async def put_bucket_tagging(services: Services, ctx: S3Context) -> web.Response:
+    body = await read_request_xml(ctx, MAX_TAGGING_BODY)
+    root = parse_xml(body)
+    tag_sets = children(root, "TagSet")
+    if local_name(root) != "Tagging" or len(tag_sets) != 1:
+        raise S3Error("MalformedXML")
+    pairs: list[tuple[str, str]] = []
+    for tag in children(tag_sets[0], "Tag"):
+        name, value = child_text(tag, "Key"), child_text(tag, "Value")
+        if name is None or value is None:
+            raise S3Error("MalformedXML")
+        if name.lower().startswith("aws:"):
+            raise S3Error("InvalidTag", "System tags cannot be added/updated by requester")
+        pairs.append((name, value))
+    tags = tags_from_xml_pairs(pairs, bucket=True)
+    await services.store.head_bucket(ctx.bucket)
+
+    def change(config: BucketConfig) -> BucketConfig:
+        config.tags = tags
+        return config
+
+    await services.store.configs.update(ctx.bucket, change)
+    return ctx.empty(204)
+
+
+async def delete_bucket_tagging(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_bucket(ctx.bucket)
+
+    def change(config: BucketConfig) -> BucketConfig:
+        config.tags = None
+        return config
+
+    await services.store.configs.update(ctx.bucket, change)
+    return ctx.empty(204)

@@ -19,7 +19,7 @@ from ..protocol.routing import resolve, split_path
 from ..protocol.sigv4 import AuthResult
 from ..store import errors as store_errors
 from ..store import naming
-from . import buckets, listing, multipart, objects, versions
+from . import acl, buckets, listing, multipart, objects, versions
 from .context import (
     S3Context,
     error_response,
@@ -52,8 +52,13 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketVersioning": versions.get_bucket_versioning,
     "PutBucketVersioning": versions.put_bucket_versioning,
     "ListObjectVersions": versions.list_object_versions,
-    "GetBucketAcl": buckets.get_bucket_acl,
-    "GetObjectAcl": buckets.get_object_acl,
+    "GetBucketAcl": acl.get_bucket_acl,
+    "PutBucketAcl": acl.put_bucket_acl,
+    "GetObjectAcl": acl.get_object_acl,
+    "PutObjectAcl": acl.put_object_acl,
+    "GetBucketTagging": buckets.get_bucket_tagging,
+    "PutBucketTagging": buckets.put_bucket_tagging,
+    "DeleteBucketTagging": buckets.delete_bucket_tagging,
     "ListObjects": _list_v1,
     "ListObjectsV2": _list_v2,
     "DeleteObjects": objects.delete_objects,
@@ -115,6 +120,13 @@ def store_error_to_s3(
     return S3Error("InternalError")
 
 
+def _preflight_refusal(request: web.Request) -> S3Error:
+    """OPTIONS is a CORS preflight (unsigned, as browsers send it); no bucket has a CORS configuration yet."""
+    if "Origin" not in request.headers or "Access-Control-Request-Method" not in request.headers:
+        return S3Error("BadRequest", "Insufficient information. Origin request header needed.")
+    return S3Error("AccessDenied", "CORSResponse: This CORS request is not allowed.")
+
+
 class Gateway:
     def __init__(self, services: Services, metrics: Metrics) -> None:
         self.services = services
@@ -171,6 +183,9 @@ class Gateway:
         metrics.in_flight.inc()
         try:
             bucket, key = self._address(request)
+            if request.method == "OPTIONS":
+                operation = "PreflightRequest"
+                raise _preflight_refusal(request)
             headers, pairs, auth = self._authenticate(request)
             access_key = auth.access_key
             query: dict[str, str] = {}

@@ -16,7 +16,7 @@ from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, 
 from ..store import errors as store_errors
 from ..store.models import BodyDigests, Checksum, ObjectInfo
 from ..store.multipart import MAX_PART_NUMBER, OPEN, PartRecord, UploadRecord
-from .body import UploadBody, copy_source, read_small_body
+from .body import UploadBody, copy_source, read_request_xml
 from .context import S3Context
 from .listing import owner_items
 from .objects import (
@@ -208,7 +208,7 @@ def _parse_complete(body: bytes) -> list[tuple[int, str, dict[str, str]]]:
 
 async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.Response:
     check_key(ctx.key)
-    body = await read_small_body(ctx.request, MAX_COMPLETE_BODY)
+    body = await read_request_xml(ctx, MAX_COMPLETE_BODY, checksum_is_of_body=False)
     requested = _parse_complete(body)
     try:
         _, upload = await services.multipart.get_upload(ctx.bucket, ctx.key, _upload_id(ctx))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -18,10 +16,12 @@ from aiohttp import web
 from ..protocol import checksums
 from ..protocol.errors import S3Error
 from ..protocol.headers import (
+    ACL,
     DEFAULT_CONTENT_TYPE,
     RESPONSE_OVERRIDES,
     TAGGING,
     ByteRange,
+    canned_acl,
     check_copy_source_conditions,
     check_read_conditions,
     encode_tags,
@@ -36,7 +36,7 @@ from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, 
 from ..store import errors as store_errors
 from ..store import naming
 from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
-from .body import UploadBody, copy_source, read_small_body
+from .body import UploadBody, copy_source, read_request_xml
 from .context import S3Context
 from .services import Services
 from .versions import shows_versions, version_id_arg
@@ -73,6 +73,7 @@ def object_headers(info: ObjectInfo, with_checksum: bool) -> dict[str, str]:
     }
     headers["content-type"] = DEFAULT_CONTENT_TYPE  # objects from other Object Store clients may have none
     headers.update(info.headers)
+    headers.pop(ACL, None)
     if tagging := headers.pop(TAGGING, None):
         headers["x-amz-tagging-count"] = str(len(parse_qsl(tagging)))
     if with_checksum and info.checksum is not None:
@@ -348,6 +349,10 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
             "InvalidArgument", "Unknown tagging directive.", extra={"ArgumentName": "x-amz-tagging-directive"}
         )
     meta.pop(TAGGING, None)
+    # An ACL is never copied: the copy gets the one its request names, private by default.
+    meta.pop(ACL, None)
+    if (acl := canned_acl(ctx.headers)) not in (None, "private"):
+        meta[ACL] = acl
     if tagging_directive == "COPY" and TAGGING in source.headers:
         meta[TAGGING] = source.headers[TAGGING]
     elif tagging_directive == "REPLACE" and TAGGING in ctx.headers:
@@ -381,8 +386,7 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
 
 
 async def delete_objects(services: Services, ctx: S3Context) -> web.Response:
-    body = await read_small_body(ctx.request, MAX_DELETE_BODY)
-    _check_body_integrity(ctx, body)
+    body = await read_request_xml(ctx, MAX_DELETE_BODY, integrity_required=True)
     root = parse_xml(body)
     if local_name(root) != "Delete":
         raise S3Error("MalformedXML")
@@ -425,25 +429,6 @@ async def delete_objects(services: Services, ctx: S3Context) -> web.Response:
     return ctx.xml("DeleteResult", results)
 
 
-def _check_body_integrity(ctx: S3Context, body: bytes) -> None:
-    """S3 asks DeleteObjects for Content-MD5 or an x-amz-checksum-* header; whichever is sent must match."""
-    found = checksums.checksum_from_headers(ctx.headers)
-    if "content-md5" not in ctx.headers and found is None:
-        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5.")
-    if "content-md5" in ctx.headers:
-        expected = checksums.content_md5(ctx.headers["content-md5"])
-        if not hmac.compare_digest(expected, hashlib.md5(body).digest()):
-            raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
-    if found is not None:
-        hasher = checksums.new_hasher(found[0])
-        hasher.update(body)
-        if hasher.b64digest() != found[1]:
-            raise S3Error("BadDigest", f"The {found[0]} you specified did not match the calculated checksum.")
-    payload_hash = ctx.auth.payload_hash
-    if len(payload_hash) == 64 and hashlib.sha256(body).hexdigest() != payload_hash:
-        raise S3Error("XAmzContentSHA256Mismatch")
-
-
 MAX_TAGGING_BODY = 64 * 1024
 
 
@@ -464,7 +449,7 @@ async def _change_tags(services: Services, ctx: S3Context, change: Callable[[dic
 
 async def put_object_tagging(services: Services, ctx: S3Context) -> web.Response:
     check_key(ctx.key)
-    body = await read_small_body(ctx.request, MAX_TAGGING_BODY)
+    body = await read_request_xml(ctx, MAX_TAGGING_BODY)
     root = parse_xml(body)
     tag_sets = children(root, "TagSet")
     if local_name(root) != "Tagging" or len(tag_sets) != 1:

@@ -17,7 +17,7 @@ from ..protocol.xml import (
     render_items,
 )
 from ..store.versions import NULL, Versioning, is_uid
-from .body import read_small_body
+from .body import read_request_xml
 from .context import XML_TYPE, S3Context
 from .listing import MAX_KEYS, encoder, max_keys, owner_items
 from .services import Services
@@ -47,7 +47,7 @@ async def get_bucket_versioning(services: Services, ctx: S3Context) -> web.Respo
 
 
 async def put_bucket_versioning(services: Services, ctx: S3Context) -> web.Response:
-    body = await read_small_body(ctx.request, MAX_CONFIG_BYTES)
+    body = await read_request_xml(ctx, MAX_CONFIG_BYTES)
     root = parse_xml(body)
     if local_name(root) != "VersioningConfiguration":
         raise S3Error("MalformedXML")

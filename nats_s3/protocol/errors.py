@@ -64,6 +64,17 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
         "The provided 'x-amz-content-sha256' header does not match what was computed.",
     ),
     "ConditionalRequestConflict": (409, "A conflicting operation occurred. Retry the request."),
+    "UnexpectedContent": (400, "This request does not support content."),
+    "MalformedACLError": (
+        400,
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    ),
+    "NoSuchTagSet": (404, "The TagSet does not exist"),
+    "IllegalLocationConstraintException": (
+        400,
+        "The location constraint is incompatible for the region specific endpoint this request was sent to.",
+    ),
+    "InvalidLocationConstraint": (400, "The specified location-constraint is not valid"),
     "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
 }
 

@@ -34,6 +34,15 @@ MAX_USER_METADATA_BYTES = 2048
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 TAGGING = "x-amz-tagging"
 MAX_TAGS = 10
+MAX_BUCKET_TAGS = 50
+# A canned ACL is kept with an object under the name of the header that set it (never sent back on GET).
+ACL = "x-amz-acl"
+CANNED_ACLS = frozenset(
+    {
+        "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
+        "bucket-owner-read", "bucket-owner-full-control", "log-delivery-write",
+    }
+)  # fmt: skip
 
 _RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
@@ -169,6 +178,9 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
         kept["content-type"] = DEFAULT_CONTENT_TYPE
     if TAGGING in headers:
         kept[TAGGING] = encode_tags(parse_tagging_header(headers[TAGGING]))
+    acl = canned_acl(headers)
+    if acl is not None and acl != "private":
+        kept[ACL] = acl
     meta_size = 0
     for name, value in headers.items():
         if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
@@ -184,9 +196,20 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def _check_tags(tags: dict[str, str]) -> dict[str, str]:
-    if len(tags) > MAX_TAGS:
-        raise S3Error("InvalidTag", "Object tags cannot be greater than 10", status=400)
+def canned_acl(headers: Mapping[str, str]) -> str | None:
+    """The request's `x-amz-acl`, if any; a name that is not a canned ACL is InvalidArgument."""
+    value = headers.get(ACL)
+    if value is None:
+        return None
+    value = value.strip()
+    if value not in CANNED_ACLS:
+        raise S3Error("InvalidArgument", None, extra={"ArgumentName": ACL, "ArgumentValue": value[:64]})
+    return value
+
+
+def _check_tags(tags: dict[str, str], limit: int = MAX_TAGS, what: str = "Object") -> dict[str, str]:
+    if len(tags) > limit:
+        raise S3Error("InvalidTag", f"{what} tags cannot be greater than {limit}", status=400)
     for name, value in tags.items():
         if not name or len(name) > 128 or len(value) > 256:
             raise S3Error("InvalidTag", "The TagKey or TagValue you have provided is invalid", status=400)
@@ -206,8 +229,11 @@ def encode_tags(tags: dict[str, str]) -> str:
     return urlencode(tags, quote_via=quote)
 
 
-def tags_from_xml_pairs(pairs: list[tuple[str, str]]) -> dict[str, str]:
+def tags_from_xml_pairs(pairs: list[tuple[str, str]], *, bucket: bool = False) -> dict[str, str]:
+    """A TagSet's (Key, Value) pairs: at most 10 on an object and 50 on a bucket, no key twice."""
     tags = dict(pairs)
     if len(tags) != len(pairs):
         raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key", status=400)
+    if bucket:
+        return _check_tags(tags, MAX_BUCKET_TAGS, "Bucket")
     return _check_tags(tags)

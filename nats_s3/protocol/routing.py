@@ -11,7 +11,7 @@ from .errors import S3Error
 # Sub-resources S3 defines that this gateway does not serve (yet): answered 501 NotImplemented.
 UNSUPPORTED_SUBRESOURCES = frozenset(
     {
-        "accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
+        "accelerate", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
         "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
         "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
         "replication", "requestPayment", "restore", "retention", "select", "session",
@@ -44,10 +44,11 @@ def split_path(raw_path: str) -> tuple[str | None, str | None]:
 
 
 def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str, str]) -> Route:
-    # A read-only answer clients ask for routinely (s3cmd info, rclone, SDK wrappers): the owner has full
-    # control. Changing ACLs stays NotImplemented.
-    if method == "GET" and bucket is not None and "acl" in query:
-        return Route("GetObjectAcl" if key else "GetBucketAcl", bucket, key)
+    if bucket is not None and "acl" in query:
+        operation = {"GET": "Get", "PUT": "Put"}.get(method)
+        if operation is None:
+            raise S3Error("MethodNotAllowed")
+        return Route(f"{operation}{'Object' if key else 'Bucket'}Acl", bucket, key)
     if bucket is not None and key is None:
         if "versioning" in query:
             operation = {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"}.get(method)
@@ -67,7 +68,10 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
         raise S3Error("MethodNotAllowed")
     if key is None:
         if "tagging" in query:
-            raise S3Error("NotImplemented", "Bucket tagging is not implemented.")
+            tagging = {"GET": "GetBucketTagging", "PUT": "PutBucketTagging", "DELETE": "DeleteBucketTagging"}
+            if method not in tagging:
+                raise S3Error("MethodNotAllowed")
+            return Route(tagging[method], bucket, None)
         if method == "GET":
             if "location" in query:
                 return Route("GetBucketLocation", bucket, None)

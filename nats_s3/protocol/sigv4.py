@@ -12,6 +12,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
 
 from nats_s3.protocol.errors import S3Error
+from nats_s3.protocol.numbers import parse_int
 from nats_s3.protocol.sigv2 import is_presigned_v2, verify_presigned_v2
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -161,7 +162,10 @@ class SigV4Verifier:
         max_skew: timedelta = timedelta(minutes=15),
         max_presign_expires: int = 604800,
         require_signed_amz_headers: bool = True,
+        region: str | None = None,
     ) -> None:
+        """`region`: the only region a scope may name (None: any, for tools that verify offline)."""
+        self._region = region
         self._secrets = secrets
         self._clock = clock
         self._max_skew = max_skew
@@ -270,6 +274,7 @@ class SigV4Verifier:
             if required not in parts:
                 raise self._malformed_header(f"the authorization header is missing {required}.")
         cred = self._parse_credential(parts["Credential"], self._malformed_header)
+        self._check_region(cred, self._malformed_header)
         signed = self._parse_signed_headers(parts["SignedHeaders"], self._malformed_header)
         return cred, signed, parts["Signature"]
 
@@ -287,6 +292,13 @@ class SigV4Verifier:
             "InvalidRequest",
             f"The authorization mechanism you have provided is not supported. Please use {ALGORITHM}.",
         )
+
+    def _check_region(self, cred: _Credential, error: Callable[[str], S3Error]) -> None:
+        """A scope for another region is refused with the region to use, which SDKs redirect on."""
+        if self._region is not None and cred.region != self._region:
+            err = error(f"the region '{cred.region[:64]}' is wrong; expecting '{self._region}'")
+            err.extra["Region"] = self._region
+            raise err
 
     @staticmethod
     def _parse_credential(value: str, error: Callable[[str], S3Error]) -> _Credential:
@@ -354,6 +366,7 @@ class SigV4Verifier:
             return self._malformed_query(f"Error parsing the X-Amz-Credential parameter; {detail}")
 
         cred = self._parse_credential(params[Q_CREDENTIAL], cred_error)
+        self._check_region(cred, cred_error)
         signed_headers = self._parse_signed_headers(
             params[Q_SIGNED_HEADERS], lambda d: self._malformed_query(f"X-Amz-SignedHeaders: {d}")
         )
@@ -361,16 +374,16 @@ class SigV4Verifier:
         when = _parse_amz_date(amz_date)
         if when is None:
             raise self._malformed_query("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
-        expires_raw = params[Q_EXPIRES]
-        if not expires_raw.isascii() or not expires_raw.isdigit():
+        expires = parse_int(params[Q_EXPIRES].strip())
+        if expires is None:
             raise self._malformed_query("X-Amz-Expires should be a number")
-        # Cap the digits so int() never meets Python's limit on huge decimal strings.
-        expires = int(expires_raw) if len(expires_raw) <= 12 else self._max_presign_expires + 1
+        # S3 refuses a URL that could never have been valid as it refuses an expired one: 403, not 400.
         if expires < 1:
-            raise self._malformed_query("X-Amz-Expires must be non-negative")
+            raise S3Error("AccessDenied", "X-Amz-Expires must be a positive number of seconds.")
         if expires > self._max_presign_expires:
-            raise self._malformed_query(
-                f"X-Amz-Expires must be less than a week (in seconds) that is {self._max_presign_expires}"
+            raise S3Error(
+                "AccessDenied",
+                f"X-Amz-Expires must be less than a week (in seconds) that is {self._max_presign_expires}.",
             )
         if cred.date != amz_date[:8]:
             raise cred_error("Invalid credential date. Date is not the same as X-Amz-Date.")

@@ -44,6 +44,8 @@ class BucketConfig(BaseModel):
     name: str
     created: str = ""
     versioning: str = Versioning.NEVER.value
+    acl: str = "private"  # a canned ACL (grants come with authorization)
+    tags: dict[str, str] | None = None  # None: no tag set (GetBucketTagging answers NoSuchTagSet)
 
     @property
     def versioning_state(self) -> Versioning:

@@ -1,0 +1,126 @@
+"""Canned ACLs: accepted on writes and by Put{Bucket,Object}Acl, kept with the bucket or object, answered by
+Get{Bucket,Object}Acl. Grants to other principals, and enforcement, come with authorization (issue 11)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..protocol.errors import S3Error
+from ..protocol.headers import ACL, CANNED_ACLS, canned_acl
+from ..protocol.xml import S3_NS, XML_DECLARATION, child_text, children, escape_text, local_name, parse_xml
+from ..store.bucket_config import BucketConfig
+from .body import read_request_xml
+from .context import XML_TYPE, S3Context
+from .listing import owner_items
+from .objects import read_version_headers
+from .services import Services
+from .versions import version_id_arg
+
+MAX_ACL_BODY = 64 * 1024
+_XSI = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+_ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+_AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+_LOG_DELIVERY = "http://acs.amazonaws.com/groups/s3/LogDelivery"
+
+# What each canned ACL grants besides the owner's FULL_CONTROL: (group URI, permission).
+_CANNED_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "private": (),
+    "public-read": ((_ALL_USERS, "READ"),),
+    "public-read-write": ((_ALL_USERS, "READ"), (_ALL_USERS, "WRITE")),
+    "authenticated-read": ((_AUTHENTICATED_USERS, "READ"),),
+    "aws-exec-read": (),
+    "bucket-owner-read": (),
+    "bucket-owner-full-control": (),
+    "log-delivery-write": ((_LOG_DELIVERY, "WRITE"), (_LOG_DELIVERY, "READ_ACP")),
+}
+assert set(_CANNED_GRANTS) == CANNED_ACLS
+
+
+def render_acl(ctx: S3Context, canned: str) -> web.Response:
+    # Written by hand: a Grantee needs an xsi:type attribute (s3cmd reads it), which build() does not do.
+    owner_id, name = owner_items(ctx.auth.access_key)[0][1], escape_text(ctx.auth.access_key)
+    owner = f"<ID>{owner_id}</ID><DisplayName>{name}</DisplayName>"
+    full = "<Permission>FULL_CONTROL</Permission>"
+    grants = [f'<Grant><Grantee {_XSI} xsi:type="CanonicalUser">{owner}</Grantee>{full}</Grant>']
+    for uri, permission in _CANNED_GRANTS.get(canned, ()):
+        grants.append(
+            f'<Grant><Grantee {_XSI} xsi:type="Group"><URI>{uri}</URI></Grantee>'
+            f"<Permission>{permission}</Permission></Grant>"
+        )
+    body = (
+        f'{XML_DECLARATION}<AccessControlPolicy xmlns="{S3_NS}"><Owner>{owner}</Owner>'
+        f"<AccessControlList>{''.join(grants)}</AccessControlList></AccessControlPolicy>"
+    )
+    return web.Response(body=body.encode(), content_type=XML_TYPE, headers=ctx.base_headers())
+
+
+def _refuse_grant_headers(ctx: S3Context) -> None:
+    if any(name.startswith("x-amz-grant-") for name in ctx.headers):
+        raise S3Error("NotImplemented", "Grants to other principals (x-amz-grant-*) are not implemented yet.")
+
+
+async def requested_acl(ctx: S3Context) -> str:
+    """The canned ACL a Put*Acl request sets: its x-amz-acl header, or a body granting only the owner."""
+    _refuse_grant_headers(ctx)
+    body = await read_request_xml(ctx, MAX_ACL_BODY)
+    header = canned_acl(ctx.headers)
+    if header is not None:
+        if body.strip():
+            raise S3Error("UnexpectedContent", "This request does not support content when x-amz-acl is given.")
+        return header
+    if not body.strip():
+        raise S3Error("MissingSecurityHeader", "Your request was missing a required header.",
+                      extra={"MissingHeaderName": "x-amz-acl"})  # fmt: skip
+    root = parse_xml(body)
+    if local_name(root) != "AccessControlPolicy":
+        raise S3Error("MalformedACLError")
+    owner_id = owner_items(ctx.auth.access_key)[0][1]
+    lists = children(root, "AccessControlList")
+    if len(lists) != 1:
+        raise S3Error("MalformedACLError")
+    for grant in children(lists[0], "Grant"):
+        grantees = children(grant, "Grantee")
+        permission = (child_text(grant, "Permission") or "").strip()
+        if len(grantees) != 1 or permission not in ("FULL_CONTROL", "READ", "WRITE", "READ_ACP", "WRITE_ACP"):
+            raise S3Error("MalformedACLError")
+        if (child_text(grantees[0], "ID") or "").strip() != owner_id or permission != "FULL_CONTROL":
+            raise S3Error("NotImplemented", "Only the owner's FULL_CONTROL (the private ACL) can be set in a body yet.")
+    return "private"
+
+
+async def get_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_bucket(ctx.bucket)
+    return render_acl(ctx, services.store.configs.get(ctx.bucket).acl)
+
+
+async def put_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
+    acl = await requested_acl(ctx)
+    await services.store.head_bucket(ctx.bucket)
+
+    def change(config: BucketConfig) -> BucketConfig:
+        config.acl = acl
+        return config
+
+    await services.store.configs.update(ctx.bucket, change)
+    return ctx.empty()
+
+
+async def get_object_acl(services: Services, ctx: S3Context) -> web.Response:
+    info = await services.store.head_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
+    ctx.response_headers.update(read_version_headers(services, ctx, info))
+    return render_acl(ctx, info.headers.get(ACL, "private"))
+
+
+async def put_object_acl(services: Services, ctx: S3Context) -> web.Response:
+    acl = await requested_acl(ctx)
+
+    def change(headers: dict[str, str]) -> dict[str, str]:
+        headers.pop(ACL, None)
+        if acl != "private":
+            headers[ACL] = acl
+        return headers
+
+    version_id = version_id_arg(ctx.query.get("versionId"))
+    info = await services.store.update_headers(ctx.bucket, ctx.key, change, version_id)
+    ctx.response_headers.update(read_version_headers(services, ctx, info))
+    return ctx.empty()
