@@ -104,11 +104,11 @@ def test_checksum_from_headers() -> None:
 @pytest.mark.parametrize(
     ("headers", "code"),
     [
-        ({"x-amz-checksum-crc32": "AAAA"}, "InvalidArgument"),
-        ({"x-amz-checksum-crc32": "not base64!"}, "InvalidArgument"),
-        ({"x-amz-checksum-crc64nvme": "AAAAAA=="}, "InvalidArgument"),
-        ({"x-amz-checksum-sha1": ""}, "InvalidArgument"),
-        ({"x-amz-checksum-sha256": "é"}, "InvalidArgument"),
+        ({"x-amz-checksum-crc32": "AAAA"}, "InvalidRequest"),
+        ({"x-amz-checksum-crc32": "not base64!"}, "InvalidRequest"),
+        ({"x-amz-checksum-crc64nvme": "AAAAAA=="}, "InvalidRequest"),
+        ({"x-amz-checksum-sha1": ""}, "InvalidRequest"),
+        ({"x-amz-checksum-sha256": "é"}, "InvalidRequest"),
         ({"x-amz-checksum-crc32": "AAAAAA==", "x-amz-checksum-crc32c": "AAAAAA=="}, "InvalidRequest"),
         ({"x-amz-sdk-checksum-algorithm": "MD5"}, "InvalidArgument"),
         ({"x-amz-sdk-checksum-algorithm": "CRC32C", "x-amz-checksum-crc32": "AAAAAA=="}, "InvalidRequest"),

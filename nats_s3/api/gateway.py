@@ -19,7 +19,7 @@ from ..protocol.routing import resolve, split_path
 from ..protocol.sigv4 import AuthResult
 from ..store import errors as store_errors
 from ..store import naming
-from . import acl, buckets, listing, multipart, objects, versions
+from . import acl, attributes, buckets, listing, multipart, objects, versions
 from .context import (
     S3Context,
     error_response,
@@ -66,6 +66,7 @@ HANDLERS: dict[str, Handler] = {
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
+    "GetObjectAttributes": attributes.get_object_attributes,
     "GetObjectTagging": objects.get_object_tagging,
     "PutObjectTagging": objects.put_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,

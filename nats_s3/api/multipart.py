@@ -118,6 +118,7 @@ async def upload_part(services: Services, ctx: S3Context) -> web.Response:
     headers = {"ETag": f'"{part.etag}"'}
     if upload.checksum_algorithm and part.checksum:
         headers[checksums.header_for(upload.checksum_algorithm)] = part.checksum
+        headers[checksums.TYPE_HEADER] = upload.checksum_type or "COMPOSITE"
     return ctx.empty(headers=headers)
 
 
@@ -218,9 +219,21 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
         info = await services.multipart.complete(ctx.bucket, ctx.key, _upload_id(ctx), listed, lambda _: None)
         return _complete_result(ctx, info, None)
     algorithm, checksum_type = upload.checksum_algorithm, upload.checksum_type
-    full_object_claim = None
-    if algorithm is not None:
-        full_object_claim = ctx.headers.get(checksums.header_for(algorithm))
+    sent_type = ctx.headers.get(checksums.TYPE_HEADER, "").strip().upper()
+    if sent_type and sent_type != (checksum_type or ""):
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using the {checksum_type or 'null'} checksum mode. "
+            f"The complete request must use the same checksum mode.",
+        )
+    # The whole object's checksum, if the client sends one: verified against what the parts make.
+    object_claim = _object_checksum_claim(ctx.headers) if algorithm is not None else None
+    if object_claim is not None and object_claim[0] != algorithm:
+        raise S3Error(
+            "InvalidRequest",
+            f"Checksum Type mismatch occurred, expected checksum Type: {(algorithm or '').lower()}, "
+            f"actual checksum Type: {object_claim[0].lower()}",
+        )
 
     def finalize(parts: list[PartRecord]) -> Checksum | None:
         for part, (_, _, sums) in zip(parts, requested, strict=True):
@@ -232,16 +245,28 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
         values = [part.checksum or "" for part in parts]
         if checksum_type == "FULL_OBJECT":
             value = checksums.combine_full_object(algorithm, [(v, p.size) for v, p in zip(values, parts, strict=True)])
-            if full_object_claim is not None and full_object_claim != value:
-                raise S3Error("BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
-            return (algorithm, value)
-        return (algorithm, checksums.composite(algorithm, values))
+        else:
+            value = checksums.composite(algorithm, values)
+        if object_claim is not None and object_claim[1] != value.split("-", 1)[0]:
+            raise S3Error("BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
+        return (algorithm, value)
 
     info = await services.multipart.complete(
         ctx.bucket, ctx.key, upload.upload_id, [(n, etag) for n, etag, _ in requested], finalize,
         condition=write_condition(ctx),
     )  # fmt: skip
     return _complete_result(ctx, info, checksum_type)
+
+
+def _object_checksum_claim(headers: dict[str, str]) -> Checksum | None:
+    """The x-amz-checksum-<alg> a Complete names for the whole object; a COMPOSITE value may carry its -<parts>."""
+    plain = {}
+    for name, value in headers.items():
+        if checksums.algorithm_for_header(name) is not None:
+            base, _, count = value.strip().partition("-")
+            value = base if count.isascii() and count.isdigit() else value
+        plain[name] = value
+    return checksums.checksum_from_headers(plain)
 
 
 def _complete_result(ctx: S3Context, info: ObjectInfo, checksum_type: str | None) -> web.Response:

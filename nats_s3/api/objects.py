@@ -78,6 +78,7 @@ def object_headers(info: ObjectInfo, with_checksum: bool) -> dict[str, str]:
         headers["x-amz-tagging-count"] = str(len(parse_qsl(tagging)))
     if with_checksum and info.checksum is not None:
         headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
+        headers[checksums.TYPE_HEADER] = checksums.checksum_type(info.checksum[1])
     return headers
 
 
@@ -95,6 +96,7 @@ async def put_object(services: Services, ctx: S3Context) -> web.Response:
     headers = {"ETag": f'"{info.etag}"', **new_version_headers(info)}
     if info.checksum is not None:
         headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
+        headers[checksums.TYPE_HEADER] = "FULL_OBJECT"
     return ctx.empty(headers=headers)
 
 
@@ -381,6 +383,7 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
     items: list[XmlChild] = [("LastModified", iso8601(info.last_modified)), ("ETag", f'"{info.etag}"')]
     if info.checksum is not None:
         items.append((f"Checksum{info.checksum[0]}", info.checksum[1]))
+        items.append(("ChecksumType", checksums.checksum_type(info.checksum[1])))
     ctx.response_headers.update({**new_version_headers(info), **copy_source_headers(services, src, source)})
     return ctx.xml("CopyObjectResult", items)
 

@@ -19,6 +19,7 @@ ALGORITHMS: tuple[str, ...] = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 DIGEST_SIZES: dict[str, int] = {"CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32}
 
 HEADER_PREFIX = "x-amz-checksum-"
+TYPE_HEADER = "x-amz-checksum-type"
 SDK_ALGORITHM_HEADER = "x-amz-sdk-checksum-algorithm"
 
 _HEADER_TO_ALGORITHM: dict[str, str] = {HEADER_PREFIX + a.lower(): a for a in ALGORITHMS}
@@ -107,7 +108,8 @@ def algorithm_for_header(name: str) -> str | None:
 
 
 def validate_value(algorithm: str, value: str) -> str:
-    """Return `value` if it is base64 of a digest of the algorithm's size, else S3Error InvalidArgument."""
+    """Return `value` if it is base64 of a digest of the algorithm's size, else S3Error InvalidRequest
+    (S3's answer to a malformed checksum value; a well-formed one that does not match is BadDigest)."""
     name = normalize_algorithm(algorithm)
     try:
         raw = base64.b64decode(value, validate=True)
@@ -116,7 +118,7 @@ def validate_value(algorithm: str, value: str) -> str:
     if len(raw) != DIGEST_SIZES[name]:
         header = HEADER_PREFIX + name.lower()
         raise S3Error(
-            "InvalidArgument",
+            "InvalidRequest",
             f"Value for {header} header is invalid.",
             extra={"ArgumentName": header, "ArgumentValue": value},
         )
@@ -194,6 +196,11 @@ def combine_full_object(algorithm: str, parts: list[tuple[str, int]]) -> str:
         crc = int.from_bytes(base64.b64decode(value), "big")
         total = crc if index == 0 else combine(total, crc, length)
     return base64.b64encode(total.to_bytes(width, "big")).decode()
+
+
+def checksum_type(value: str) -> str:
+    """An object's checksum type from its stored value: a COMPOSITE one ends in -<parts>."""
+    return "COMPOSITE" if "-" in value else "FULL_OBJECT"
 
 
 def composite(algorithm: str, part_values: list[str]) -> str:

@@ -11,7 +11,7 @@ from .errors import S3Error
 # Sub-resources S3 defines that this gateway does not serve (yet): answered 501 NotImplemented.
 UNSUPPORTED_SUBRESOURCES = frozenset(
     {
-        "accelerate", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
+        "accelerate", "analytics", "cors", "encryption", "intelligent-tiering",
         "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
         "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
         "replication", "requestPayment", "restore", "retention", "select", "session",
@@ -96,6 +96,10 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
         if operation is None:
             raise S3Error("MethodNotAllowed")
         return Route(operation, bucket, key)
+    if "attributes" in query:
+        if method != "GET":
+            raise S3Error("MethodNotAllowed")
+        return Route("GetObjectAttributes", bucket, key)
     upload = "uploadId" in query
     if method == "GET":
         return Route("ListParts" if upload else "GetObject", bucket, key)

@@ -14,6 +14,7 @@ META_ETAG = "s3-etag"
 META_CHECKSUM = "s3-checksum"
 META_SEQS = "s3-seqs"
 META_PARTS = "s3-parts"  # multipart objects: where each part's chunks are, in order
+META_PART_NUMBERS = "s3-part-numbers"  # multipart objects: each part's number[:checksum], in order
 
 Checksum = tuple[str, str]  # (algorithm, base64 value), e.g. ("CRC32", "DUoRhQ==")
 
@@ -101,6 +102,9 @@ class ObjectInfo:
     meta_seq: int = 0
     digest: str = ""
     parts: tuple[PartRef, ...] = ()  # set for multipart objects only
+    # Multipart objects: each part's number as uploaded and its checksum, in object order (objects
+    # completed before these were kept: numbered 1..n, no checksums).
+    part_numbers: tuple[tuple[int, str | None], ...] = ()
     uid: str = ""  # the version's internal id (store/versions.py)
     version_id: str = "null"  # as S3 shows it: the uid, or "null"
     is_latest: bool = True
@@ -224,11 +228,24 @@ def to_object_info(
         meta_seq=meta_seq,
         digest=doc.digest,
         parts=decode_parts(meta[META_PARTS]) if META_PARTS in meta else (),
+        part_numbers=decode_part_numbers(meta.get(META_PART_NUMBERS, "")),
         uid=uid,
         version_id=version_id,
         is_latest=is_latest,
         delete_marker=delete_marker,
     )
+
+
+def encode_part_numbers(parts: list[tuple[int, str | None]]) -> str:
+    return ",".join(f"{number}:{checksum}" if checksum else str(number) for number, checksum in parts)
+
+
+def decode_part_numbers(text: str) -> tuple[tuple[int, str | None], ...]:
+    out: list[tuple[int, str | None]] = []
+    for item in text.split(",") if text else ():
+        number, _, checksum = item.partition(":")
+        out.append((int(number), checksum or None))
+    return tuple(out)
 
 
 def chunk_nuids(doc: StoredObjectInfo) -> list[str]:

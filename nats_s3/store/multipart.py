@@ -36,6 +36,7 @@ from .errors import (
 from .models import (
     META_CHECKSUM,
     META_ETAG,
+    META_PART_NUMBERS,
     META_PARTS,
     BodyDigests,
     Checksum,
@@ -45,6 +46,7 @@ from .models import (
     WriteCondition,
     decode_parts,
     decode_seq_runs,
+    encode_part_numbers,
     encode_parts,
     encode_seq_runs,
     format_mtime,
@@ -467,7 +469,11 @@ class MultipartStore:
                 if part.size < MIN_PART_SIZE:
                     raise PartTooSmall(str(part.number))
             checksum = finalize(chosen)
-            metadata = {META_ETAG: multipart_etag(chosen), META_PARTS: encode_parts([p.ref for p in chosen])}
+            metadata = {
+                META_ETAG: multipart_etag(chosen),
+                META_PARTS: encode_parts([p.ref for p in chosen]),
+                META_PART_NUMBERS: encode_part_numbers([(p.number, p.checksum) for p in chosen]),
+            }
             if checksum is not None:
                 metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
             doc = StoredObjectInfo(
