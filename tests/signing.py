@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import hmac
 import socket
 from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
@@ -92,3 +93,49 @@ def start_put(endpoint: str, path: str, size: int, first: bytes) -> socket.socke
     head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + first)
     return sock
+
+
+def raw_exchange(
+    endpoint: str, method: str, path: str, headers: Mapping[str, bytes] | None = None, body: bytes = b""
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """A SigV4-signed request whose header values are bytes sent as they are (Latin-1, invalid UTF-8:
+    what http.client and requests cannot send), on a raw socket. Returns status, raw headers, body.
+    The signature covers the bytes, as S3 canonicalises them."""
+    parts = urlsplit(endpoint)
+    now = datetime.datetime.now(datetime.UTC)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    payload = hashlib.sha256(body).hexdigest()
+    signed = {k.lower(): v for k, v in (headers or {}).items()}
+    signed |= {"host": parts.netloc.encode(), "x-amz-date": amz_date.encode(), "x-amz-content-sha256": payload.encode()}
+    names = sorted(signed)
+    path_only, _, query = path.partition("?")
+    canonical = b"\n".join(
+        [method.encode(), path_only.encode(), query.encode(),
+         b"".join(n.encode() + b":" + signed[n].strip() + b"\n" for n in names), ";".join(names).encode(),
+         payload.encode()]
+    )  # fmt: skip
+    scope = f"{amz_date[:8]}/us-east-1/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical).hexdigest()])
+    key = ("AWS4" + SECRET_KEY).encode()
+    for part in (amz_date[:8], "us-east-1", "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signed["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+    ).encode()
+    head = f"{method} {path} HTTP/1.1\r\n".encode()
+    head += b"".join(k.encode() + b": " + v + b"\r\n" for k, v in signed.items())
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    header_block, _, rest = data.partition(b"\r\n\r\n")
+    lines = header_block.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    out = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        out[name.strip().lower()] = value.strip()
+    return status, out, rest

@@ -14,7 +14,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from .signing import signed_request
+from .signing import raw_exchange, signed_request
 
 ODD_KEYS = [
     "with space.txt",
@@ -442,3 +442,32 @@ def test_tag_rules(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
             s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": tags})
         assert err.value.response["Error"]["Code"] == "InvalidTag"
     assert len(s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]) == 2  # the old set is kept
+
+
+def test_metadata_bytes_come_back_as_sent(gateway, bucket: str) -> None:
+    """S3 does not re-encode user metadata: UTF-8, Latin-1 or any other bytes come back unchanged, on HEAD
+    and on GET (and a content header with such bytes too)."""
+    values = ["café ☃".encode(), b"Hello World\xe9", b"\xff\xfe not utf-8 \x80"]
+    for index, value in enumerate(values):
+        key = f"/{bucket}/meta-{index}"
+        headers = {"x-amz-meta-v": value, "content-disposition": b'attachment; filename="r\xe9sum\xe9.pdf"'}
+        status, _, body = raw_exchange(gateway.endpoint, "PUT", key, headers, b"data")
+        assert status == 200, body
+        for method in ("HEAD", "GET"):
+            status, got, body = raw_exchange(gateway.endpoint, method, key)
+            assert status == 200
+            assert got[b"x-amz-meta-v"] == value.strip(), method
+            assert got[b"content-disposition"] == headers["content-disposition"]
+        status, got, _ = raw_exchange(gateway.endpoint, "GET", key)
+        assert got[b"x-amz-meta-v"] == value.strip()
+    status, _, body = raw_exchange(gateway.endpoint, "PUT", f"/{bucket}/t", {"x-amz-tagging": b"a=\xe9"}, b"x")
+    assert status == 400 and b"<Code>InvalidArgument</Code>" in body
+
+
+def test_content_encoding_is_kept_without_aws_chunked(gateway, bucket: str) -> None:
+    cases = {"aws-chunked, gzip": "gzip", "gzip, aws-chunked": "gzip", "deflate, gzip": "deflate, gzip",
+             "gzip": "gzip", "AWS-CHUNKED": None, "aws-chunked": None}  # fmt: skip
+    for index, (sent, stored) in enumerate(cases.items()):
+        url = f"{gateway.endpoint}/{bucket}/enc-{index}"
+        assert signed_request("PUT", url, body=b"x", headers={"Content-Encoding": sent}).status_code == 200
+        assert signed_request("HEAD", url).headers.get("Content-Encoding") == stored, sent

@@ -32,12 +32,14 @@ from ..protocol.headers import (
     tags_from_xml_pairs,
 )
 from ..protocol.numbers import parse_uint
+from ..protocol.raw_headers import from_stored
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
 from ..store import naming
 from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
 from .body import UploadBody, copy_source, read_request_xml
 from .context import S3Context
+from .raw_response import RawHeadersResponse
 from .services import Services
 from .versions import shows_versions, version_id_arg
 
@@ -72,7 +74,8 @@ def object_headers(info: ObjectInfo, with_checksum: bool) -> dict[str, str]:
         "Accept-Ranges": "bytes",
     }
     headers["content-type"] = DEFAULT_CONTENT_TYPE  # objects from other Object Store clients may have none
-    headers.update(info.headers)
+    for name, value in info.headers.items():
+        headers[name] = from_stored(value)
     headers.pop(ACL, None)
     if tagging := headers.pop(TAGGING, None):
         headers["x-amz-tagging-count"] = str(len(parse_qsl(tagging)))
@@ -201,7 +204,7 @@ async def head_object(services: Services, ctx: S3Context) -> web.StreamResponse:
     plan = await _plan_read(services, ctx)
     if isinstance(plan, web.Response):
         return plan
-    resp = web.StreamResponse(status=plan.status, headers=plan.headers)
+    resp = RawHeadersResponse(status=plan.status, headers=plan.headers)
     resp.content_length = plan.end - plan.start + 1
     return resp
 
@@ -211,7 +214,7 @@ async def get_object(services: Services, ctx: S3Context) -> web.StreamResponse:
     if isinstance(plan, web.Response):
         return plan
     info, start, end = plan.info, plan.start, plan.end
-    resp = web.StreamResponse(status=plan.status, headers=plan.headers)
+    resp = RawHeadersResponse(status=plan.status, headers=plan.headers)
     resp.content_length = end - start + 1
     stream = services.store.read_object(info, start, end)
     # Touch NATS before sending headers, so a missing chunk or lost connection is still an S3 error.

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from .errors import S3Error
 from .numbers import parse_uint_clamped
+from .raw_headers import has_raw_bytes, stored_size, to_stored
 
 # Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
 CONTENT_HEADERS = (
@@ -169,11 +170,13 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
             continue
         if name == "content-encoding":
             # aws-chunked is transfer framing, not a property of the stored bytes.
-            codings = [c.strip() for c in value.split(",") if c.strip() and c.strip().lower() != "aws-chunked"]
-            if not codings:
+            codings = [c.strip() for c in value.split(",") if c.strip()]
+            kept_codings = [c for c in codings if c.lower() != "aws-chunked"]
+            if not kept_codings:
                 continue
-            value = ",".join(codings)
-        kept[name] = value
+            if len(kept_codings) != len(codings):  # otherwise stored exactly as sent
+                value = ", ".join(kept_codings)
+        kept[name] = to_stored(value)
     if "content-type" not in kept:
         kept["content-type"] = DEFAULT_CONTENT_TYPE
     if TAGGING in headers:
@@ -184,8 +187,8 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
     meta_size = 0
     for name, value in headers.items():
         if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
-            kept[name] = value
-            meta_size += len(name) - len(META_PREFIX) + len(value.encode())
+            kept[name] = stored = to_stored(value)
+            meta_size += len(name) - len(META_PREFIX) + stored_size(stored)
     if meta_size > MAX_USER_METADATA_BYTES:
         raise S3Error(
             "MetadataTooLarge",
@@ -218,6 +221,9 @@ def _check_tags(tags: dict[str, str], limit: int = MAX_TAGS, what: str = "Object
 
 def parse_tagging_header(value: str) -> dict[str, str]:
     """`x-amz-tagging: k1=v1&k2=v2` (URL-encoded) as a dict; duplicate keys are InvalidTag."""
+    if has_raw_bytes(value):
+        raise S3Error("InvalidArgument", "The x-amz-tagging header must be URL-encoded.",
+                      extra={"ArgumentName": TAGGING})  # fmt: skip
     pairs = parse_qsl(value, keep_blank_values=True)
     tags = dict(pairs)
     if len(tags) != len(pairs):
