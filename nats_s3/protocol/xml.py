@@ -70,7 +70,8 @@ def build(root: str, items: Iterable[XmlChild], *, namespace: str | None = S3_NS
     out = [XML_DECLARATION, f'<{root} xmlns="{namespace}">' if namespace else f"<{root}>"]
     render_items(out, items)
     out.append(f"</{root}>")
-    return "".join(out).encode()
+    # "replace": a value echoed from a header that was not UTF-8 (surrogate escapes) must not break the answer.
+    return "".join(out).encode("utf-8", "replace")
 
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
