@@ -27,9 +27,10 @@ WORKDIR /var/lib/nats-s3
 # The nats-s3 user, by number: Kubernetes' runAsNonRoot can only verify a numeric user.
 USER 10001:10001
 EXPOSE 5222
-# python:slim has no curl; the interpreter that runs the gateway can ask /healthz itself.
+# python:slim has no curl; the gateway's own interpreter asks /healthz, on the address and scheme the gateway
+# was started with (it reads PID 1's flags and environment), so a changed --listen or --tls.* is followed.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:5222/healthz', timeout=4).status != 200)"]
+    CMD ["python", "-m", "nats_s3.healthcheck"]
 ENTRYPOINT ["nats-s3"]
 # --listen is pinned to what EXPOSE and HEALTHCHECK use; the credentials path comes from NATS_S3_S3_CREDENTIALS
 # above (a flag here would override any -e given to docker run), NATS from NATS_S3_NATS_SERVERS and friends.

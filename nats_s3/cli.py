@@ -13,7 +13,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from . import __version__
 from .auth.credentials import CredentialsError, load_credentials
+from .datadir_lock import DataDirLocked
 from .embedded import EmbeddedServerError
 from .observability.logging import setup_logging
 from .settings import Settings
@@ -39,20 +41,31 @@ class Flag:
     env: str
     help: str
     kind: str = "str"  # str | int | duration | list | path
+    metavar: str = ""  # what --help shows the value as (default from kind)
+
+
+_METAVARS = {"duration": "DURATION", "path": "FILE", "int": "N", "list": "URL[,URL...]", "str": "VALUE"}
 
 
 FLAGS = (
-    Flag("listen", "listen", "NATS_S3_LISTEN", "HTTP listen address (default 0.0.0.0:5222)"),
+    Flag("listen", "listen", "NATS_S3_LISTEN", "HTTP listen address (default 0.0.0.0:5222)", metavar="HOST:PORT"),
     Flag(
         "natsServers",
         "nats_servers",
         "NATS_S3_NATS_SERVERS",
-        "comma-separated NATS URLs; empty starts an embedded nats-server",
+        "comma-separated NATS URLs (nats://, tls://, ws://, wss://); empty starts an embedded nats-server",
         "list",
     ),
-    Flag("natsUser", "nats_user", "NATS_S3_NATS_USER", "NATS user"),
-    Flag("natsPassword", "nats_password", "NATS_S3_NATS_PASSWORD", "NATS password"),
-    Flag("natsToken", "nats_token", "NATS_S3_NATS_TOKEN", "NATS token"),
+    Flag(
+        "nats.connect-timeout",
+        "nats_connect_timeout",
+        "NATS_S3_NATS_CONNECT_TIMEOUT",
+        "exit non-zero if NATS is not reached within this long at start (default 0: keep trying)",
+        "duration",
+    ),
+    Flag("natsUser", "nats_user", "NATS_S3_NATS_USER", "NATS user", metavar="USER"),
+    Flag("natsPassword", "nats_password", "NATS_S3_NATS_PASSWORD", "NATS password", metavar="PASSWORD"),
+    Flag("natsToken", "nats_token", "NATS_S3_NATS_TOKEN", "NATS token", metavar="TOKEN"),
     Flag("natsNKeyFile", "nats_nkey_file", "NATS_S3_NATS_NKEY_FILE", "NATS NKey seed file", "path"),
     Flag("natsCredsFile", "nats_creds_file", "NATS_S3_NATS_CREDS_FILE", "NATS credentials (.creds) file", "path"),
     Flag(
@@ -69,8 +82,8 @@ FLAGS = (
         'credentials file {"credentials":[{"accessKey","secretKey"}]}',
         "path",
     ),
-    Flag("log.format", "log_format", "NATS_S3_LOG_FORMAT", "logfmt or json (default logfmt)"),
-    Flag("log.level", "log_level", "NATS_S3_LOG_LEVEL", "debug, info, warn or error (default info)"),
+    Flag("log.format", "log_format", "NATS_S3_LOG_FORMAT", "logfmt or json (default logfmt)", metavar="FORMAT"),
+    Flag("log.level", "log_level", "NATS_S3_LOG_LEVEL", "debug, info, warn or error (default info)", metavar="LEVEL"),
     Flag(
         "http.read-timeout",
         "http_read_timeout",
@@ -132,8 +145,11 @@ FLAGS = (
         "metrics_listen",
         "NATS_S3_METRICS_LISTEN",
         "serve /metrics on this HOST:PORT instead of the S3 port",
+        metavar="HOST:PORT",
     ),
-    Flag("metrics.token", "metrics_token", "NATS_S3_METRICS_TOKEN", "bearer token required on /metrics"),
+    Flag(
+        "metrics.token", "metrics_token", "NATS_S3_METRICS_TOKEN", "bearer token required on /metrics", metavar="TOKEN"
+    ),
     Flag("tls.cert", "tls_cert", "NATS_S3_TLS_CERT", "PEM certificate (chain): serve HTTPS", "path"),
     Flag("tls.key", "tls_key", "NATS_S3_TLS_KEY", "PEM private key for --tls.cert", "path"),
     Flag(
@@ -141,14 +157,16 @@ FLAGS = (
         "domain",
         "NATS_S3_DOMAIN",
         "base domain for virtual-host-style requests (<bucket>.<domain>); path style always works",
+        metavar="DOMAIN",
     ),
     Flag(
         "region",
         "region",
         "NATS_S3_REGION",
         "the S3 region this gateway answers for: SigV4 scopes must name it (default us-east-1)",
+        metavar="REGION",
     ),
-    Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path"),
+    Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path", "DIR"),
 )
 
 
@@ -158,11 +176,31 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+EXAMPLES = """examples:
+  embedded NATS, storing in ./data:
+    nats-s3 --listen 127.0.0.1:5222 --s3.credentials credentials.json
+  an existing NATS cluster, three replicas per bucket:
+    nats-s3 --natsServers nats://n1:4222,nats://n2:4222 --natsReplicas 3 --s3.credentials credentials.json
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nats-s3", description="S3-compatible gateway whose storage is NATS JetStream")
+    # allow_abbrev=False: a mistyped flag (--natsServer) is an error, never taken for another one.
+    parser = _Parser(
+        prog="nats-s3",
+        description="S3-compatible gateway whose storage is NATS JetStream",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"nats-s3 {__version__}\n")
     for flag in FLAGS:
         parser.add_argument(
-            f"--{flag.name}", dest=flag.field, default=None, metavar=flag.env, help=f"{flag.help} [env {flag.env}]"
+            f"--{flag.name}",
+            dest=flag.field,
+            default=None,
+            metavar=flag.metavar or _METAVARS[flag.kind],
+            help=f"{flag.help} [env {flag.env}]",
         )
     return parser
 
@@ -220,13 +258,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
     setup_logging(settings.log_format, settings.log_level)
-    from .server import TlsConfigError, serve  # heavy imports only once the flags are good
+    from .server import NatsUnreachable, TlsConfigError, serve  # heavy imports only once the flags are good
 
     try:
         asyncio.run(serve(settings, secrets))
     except TlsConfigError as exc:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
+    except DataDirLocked as exc:
+        sys.stderr.write(f"nats-s3: {exc}\n")
+        return 1
+    except NatsUnreachable as exc:
+        sys.stderr.write(f"nats-s3: {exc}\n")
+        return 1
     except EmbeddedServerError as exc:
         sys.stderr.write(f"nats-s3: embedded NATS: {exc}\n")
         return 1

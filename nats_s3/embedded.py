@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 log = logging.getLogger("nats_s3.embedded")
@@ -16,6 +20,61 @@ log = logging.getLogger("nats_s3.embedded")
 
 class EmbeddedServerError(Exception):
     """The embedded nats-server could not be found or did not start."""
+
+
+PID_FILE = "nats-server.pid"
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the forked child
+    """In the nats-server child, before exec: its own session, so Ctrl-C and a signal to the gateway's
+    process group do not reach it (the gateway stops it, last); and on Linux, SIGTERM when the gateway
+    dies, however it dies (kill -9 included)."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_orphan(data_dir: Path, store_dir: Path, timeout: float = 10.0) -> int | None:
+    """A nats-server left running on this store by a gateway that died (where the death signal could not
+    be used): stopped, so that no two servers share the store. Called with the data-directory lock held,
+    so a live server named by the pid file cannot belong to a live gateway. Returns its pid, if any."""
+    pid_file = data_dir / PID_FILE
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    cmdline = _cmdline(pid)
+    if pid <= 1 or not _process_alive(pid) or "nats-server" not in cmdline or str(store_dir) not in cmdline:
+        return None
+    log.warning("stopping a nats-server left running by an earlier gateway", extra={"pid": pid})
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _process_alive(pid):
+        time.sleep(0.05)
+    if _process_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 def find_nats_server() -> str:
@@ -59,6 +118,7 @@ class EmbeddedNatsServer:
             jetstream_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EmbeddedServerError(f"cannot create data directory {jetstream_dir}: {exc.strerror}") from None
+        stop_orphan(self.data_dir.resolve(), jetstream_dir)
         args = [
             binary,
             "-js",
@@ -68,8 +128,10 @@ class EmbeddedNatsServer:
             "--server_name", "nats-s3-embedded",
         ]  # fmt: skip
         self._proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, preexec_fn=_child_setup
         )
+        with contextlib.suppress(OSError):
+            (self.data_dir.resolve() / PID_FILE).write_text(f"{self._proc.pid}\n")
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
             if self._proc.returncode is not None:
@@ -99,6 +161,12 @@ class EmbeddedNatsServer:
             while await proc.stderr.readline():
                 pass
 
+    def kill_now(self) -> None:
+        """For an exit that cannot wait (a second signal): SIGTERM the server and do not wait for it."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.terminate()
+
     async def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
@@ -109,3 +177,5 @@ class EmbeddedNatsServer:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+        with contextlib.suppress(OSError):
+            (self.data_dir.resolve() / PID_FILE).unlink()

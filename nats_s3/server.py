@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import ssl
-from collections.abc import Mapping
-from typing import cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -18,9 +19,11 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from nats.aio.client import Client as NatsClient
 
+from . import __version__
 from .api.context import error_response, new_request_id
 from .api.gateway import Gateway
 from .api.services import Services
+from .datadir_lock import DataDirLock
 from .embedded import EmbeddedNatsServer
 from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
 from .protocol.errors import S3Error
@@ -34,6 +37,7 @@ from .store.multipart import MultipartStore
 from .store.nats_store import NatsStore
 
 log = logging.getLogger("nats_s3.server")
+T = TypeVar("T")
 
 # The request line and headers together: larger is 400 from aiohttp before any handler runs.
 MAX_FIELD_SIZE = 16 * 1024
@@ -120,8 +124,7 @@ class _S3Server(Server):
         return handler
 
 
-def create_app(services: Services, metrics: Metrics, *, serve_metrics: bool = True) -> web.Application:
-    gateway = Gateway(services, metrics)
+def create_app(gateway: Gateway, *, serve_metrics: bool = True) -> web.Application:
     # Bodies are streamed by handlers; never let aiohttp buffer or decompress them.
     app = web.Application(client_max_size=0, handler_args={"auto_decompress": False})
     app.router.add_get("/healthz", gateway.healthz, expect_handler=lenient_expect)
@@ -163,9 +166,13 @@ class TlsConfigError(Exception):
     """The TLS certificate or key could not be loaded (message is one line)."""
 
 
-async def connect_nats(settings: Settings, servers: list[str], metrics: Metrics) -> NatsClient:
-    nc = NatsClient()
-
+def _nats_options(
+    settings: Settings,
+    servers: list[str],
+    metrics: Metrics,
+    nc: NatsClient,
+    on_connect_error: Callable[[Exception], None],
+) -> dict[str, object]:
     async def on_disconnect() -> None:
         metrics.nats_connected.set(0)
         if nc.is_draining or nc.is_closed:
@@ -178,14 +185,19 @@ async def connect_nats(settings: Settings, servers: list[str], metrics: Metrics)
         log.info("reconnected to NATS")
 
     async def on_error(exc: Exception) -> None:
-        log.warning("NATS error", extra={"error": repr(exc)})
+        if nc.connected_url is None and not nc.is_closed:  # still reaching NATS for the first time
+            on_connect_error(exc)
+        else:
+            log.warning("NATS error", extra={"error": repr(exc)})
 
     options: dict[str, object] = {
         "servers": servers,
         "name": "nats-s3",
+        # nats-py keeps trying, the first connect included; --nats.connect-timeout bounds that one.
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 1,
         "allow_reconnect": True,
+        "connect_timeout": CONNECT_ATTEMPT_TIMEOUT,
         "disconnected_cb": on_disconnect,
         "reconnected_cb": on_reconnect,
         "error_cb": on_error,
@@ -200,9 +212,50 @@ async def connect_nats(settings: Settings, servers: list[str], metrics: Metrics)
         options["nkeys_seed"] = str(settings.nats_nkey_file)
     if settings.nats_creds_file:
         options["user_credentials"] = str(settings.nats_creds_file)
-    await nc.connect(**options)  # type: ignore[arg-type]
+    return options
+
+
+CONNECT_ATTEMPT_TIMEOUT = 2.0
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def connect_nats(
+    settings: Settings, servers: list[str], metrics: Metrics, on_attempt: Callable[[str], None] | None = None
+) -> NatsClient:
+    """Connect, trying until it works, each failed attempt logged with its cause and the URLs tried;
+    the caller bounds the whole with --nats.connect-timeout. `on_attempt` hears the state in a line."""
+    shown = ",".join(servers)
+    nc = NatsClient()
+    attempts = 0
+
+    def failed(exc: Exception) -> None:
+        nonlocal attempts
+        attempts += 1
+        state = f"cannot connect to NATS at {shown} (attempt {attempts}): {_describe(exc)}"
+        log.warning(f"connecting to {shown} (attempt {attempts + 1})", extra={"previous_error": _describe(exc)})
+        if on_attempt is not None:
+            on_attempt(state)
+
+    log.info(f"connecting to {shown} (attempt 1)")
+    if on_attempt is not None:
+        on_attempt(f"connecting to NATS at {shown} (attempt 1)")
+    try:
+        await nc.connect(**_nats_options(settings, servers, metrics, nc, failed))  # type: ignore[arg-type]
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2.0)
+        raise
     metrics.nats_connected.set(1)
+    log.info(f"connected to {nc.connected_url.netloc if nc.connected_url else shown}")
     return nc
+
+
+class NatsUnreachable(Exception):
+    """NATS was not reached within --nats.connect-timeout (message is one line)."""
 
 
 INDEX_PRUNE_INTERVAL = 60.0
@@ -222,103 +275,260 @@ async def prune_indexes(store: NatsStore) -> None:
             await store.index.prune()
 
 
-async def serve(settings: Settings, secrets: Mapping[str, str], stop: asyncio.Event | None = None) -> None:
+EXAMPLE_CREDENTIALS = {"nats-s3-admin": "nats-s3-secret-change-me"}
+
+
+def _endpoint_url(settings: Settings, tls: bool) -> str:
+    host = settings.listen_host
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{host}:{settings.listen_port}"
+
+
+async def _listen(gateway: Gateway, settings: Settings, ssl_context: ssl.SSLContext | None) -> list[web.AppRunner]:
+    """Open the S3 port (and the metrics port): from here on /healthz answers and S3 requests get 503
+    until the store is attached."""
+    app = create_app(gateway, serve_metrics=settings.metrics_listen is None)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=settings.http_idle_timeout,
+        max_field_size=MAX_FIELD_SIZE,
+        max_line_size=MAX_FIELD_SIZE,
+        read_bufsize=READ_BUFSIZE,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    runners = [runner]
+    await runner.setup()
+    if isinstance(runner.server, Server):
+        runner.server.__class__ = _S3Server
+        cast(_S3Server, runner.server).header_timeout = settings.http_read_header_timeout
+    await web.TCPSite(
+        runner, settings.listen_host, settings.listen_port, reuse_address=True, ssl_context=ssl_context
+    ).start()
+    if settings.metrics_listen is not None:
+        metrics_runner = web.AppRunner(metrics_app(gateway), access_log=None, handle_signals=False)
+        runners.append(metrics_runner)
+        await metrics_runner.setup()
+        host, _, port = settings.metrics_listen.rpartition(":")
+        await web.TCPSite(metrics_runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True).start()
+    return runners
+
+
+async def _until(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """`work`, unless `stop` is set first (then it is cancelled and None returned)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None
+
+
+class _NatsSession:
+    """One NATS connection and everything built on it: the store, the collector and the background work.
+    Rebuilt whole if nats-py closes the client for good (it does on any -ERR from the server)."""
+
+    def __init__(self, nc: NatsClient, store: NatsStore) -> None:
+        self.nc = nc
+        self.store = store
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def close(self) -> None:
+        """Bounded in time whatever state NATS is in (a closed client makes every wait a timeout)."""
+        gone = self.nc.is_closed
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=DRAIN_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.store.close(), 1.0 if gone else DRAIN_TIMEOUT)
+        if gone:
+            return
+        # drain() waits on the server; with NATS gone it would wait forever.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.drain(), DRAIN_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.close(), DRAIN_TIMEOUT)
+
+
+async def _open_session(
+    settings: Settings, servers: list[str], metrics: Metrics, gateway: Gateway, stop: asyncio.Event, first: bool
+) -> _NatsSession | None:
+    """Connect and start the store; None if `stop` came first. NatsUnreachable past the connect timeout."""
+
+    def attempt(state: str) -> None:
+        gateway.not_ready = state
+
+    connecting = connect_nats(settings, servers, metrics, attempt)
+    timeout = settings.nats_connect_timeout if first else 0.0
+    try:
+        nc = await _until(stop, asyncio.wait_for(connecting, timeout) if timeout else connecting)
+    except TimeoutError:
+        raise NatsUnreachable(
+            f"NATS at {','.join(servers)} not reached within --nats.connect-timeout ({timeout:g}s): {gateway.not_ready}"
+        ) from None
+    if nc is None:
+        return None
+    gateway.not_ready = "loading bucket configuration from NATS"
+    store = NatsStore(
+        nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size, claim_refresh=settings.gc_grace / 3
+    )
+    session = _NatsSession(nc, store)
+    if await _until(stop, _start_store(store)) is None:
+        await session.close()
+        return None
+    multipart = MultipartStore(store)
+    collector = Collector(
+        store,
+        multipart,
+        Lease(store.configs.records, "collector", collector_lease_ttl(settings.gc_interval)),
+        grace=settings.gc_grace,
+        multipart_expiry=settings.multipart_expiry,
+    )
+    metrics.watch_collector(collector.stats)
+    gateway.attach(Services(store=store, verifier=gateway.verifier, settings=settings, multipart=multipart))
+    loop = asyncio.get_running_loop()
+    session.tasks.append(loop.create_task(collector.run(settings.gc_interval)))
+    session.tasks.append(loop.create_task(prune_indexes(store)))
+    session.tasks.append(loop.create_task(refresh_storage(metrics, _usage_reader(store, multipart))))
+    log.info("ready", extra={"nats": ",".join(servers)})
+    return session
+
+
+CLOSED_CHECK_INTERVAL = 0.5
+
+
+async def _until_closed(nc: NatsClient, stop: asyncio.Event) -> bool:
+    """True when the client is closed for good (not by us), False when `stop` is set."""
+    while not stop.is_set():
+        if nc.is_closed:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), CLOSED_CHECK_INTERVAL)
+    return False
+
+
+async def serve(
+    settings: Settings,
+    secrets: Mapping[str, str],
+    stop: asyncio.Event | None = None,
+    *,
+    on_ready: Callable[[Gateway], None] | None = None,
+) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM): embedded NATS if no servers are given.
 
-    Shutdown order: stop accepting, let in-flight requests finish (up to --shutdown-timeout), drain
-    NATS, stop the embedded nats-server last.
+    The port opens first, so /healthz answers while NATS is still being reached. Shutdown order: stop
+    accepting, let in-flight requests finish (up to --shutdown-timeout), close NATS (bounded in time),
+    stop the embedded nats-server last. A second signal exits at once. `on_ready` (embedding, tests)
+    hears the gateway each time its store is attached.
     """
     ssl_context = tls_context(settings)
     metrics = Metrics()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
     embedded: EmbeddedNatsServer | None = None
+    lock: DataDirLock | None = None
     servers = settings.nats_servers
     if not servers:
+        lock = DataDirLock(settings.data_dir)
+        lock.acquire()  # DataDirLocked: another gateway runs on this directory
         embedded = EmbeddedNatsServer(settings.data_dir)
-        await embedded.start()
         servers = [embedded.url]
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now")
+            if embedded is not None:
+                embedded.kill_now()
+            os._exit(130)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+    gateway = Gateway(settings, SigV4Verifier(secrets, region=settings.region), metrics)
     runners: list[web.AppRunner] = []
-    tasks: list[asyncio.Task[None]] = []
-    nc: NatsClient | None = None
+    session: _NatsSession | None = None
     try:
-        nc = await connect_nats(settings, servers, metrics)
-        store = NatsStore(
-            nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size, claim_refresh=settings.gc_grace / 3
-        )
-        await store.start()
-        try:
-            await retire_legacy_uploads(store)
-        except StoreUnavailable as exc:
-            log.warning("could not retire the multipart records of an older gateway", extra={"error": str(exc)})
-        multipart = MultipartStore(store)
-        collector = Collector(
-            store,
-            multipart,
-            Lease(store.configs.records, "collector", collector_lease_ttl(settings.gc_interval)),
-            grace=settings.gc_grace,
-            multipart_expiry=settings.multipart_expiry,
-        )
-        metrics.watch_collector(collector.stats)
-        services = Services(
-            store=store, verifier=SigV4Verifier(secrets, region=settings.region), settings=settings, multipart=multipart
-        )
-        app = create_app(services, metrics, serve_metrics=settings.metrics_listen is None)
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            keepalive_timeout=settings.http_idle_timeout,
-            max_field_size=MAX_FIELD_SIZE,
-            max_line_size=MAX_FIELD_SIZE,
-            read_bufsize=READ_BUFSIZE,
-            shutdown_timeout=settings.shutdown_timeout,
-        )
-        runners.append(runner)
-        await runner.setup()
-        if isinstance(runner.server, Server):
-            runner.server.__class__ = _S3Server
-            cast(_S3Server, runner.server).header_timeout = settings.http_read_header_timeout
-        await web.TCPSite(
-            runner, settings.listen_host, settings.listen_port, reuse_address=True, ssl_context=ssl_context
-        ).start()
-        if settings.metrics_listen is not None:
-            metrics_runner = web.AppRunner(metrics_app(app["gateway"]), access_log=None, handle_signals=False)
-            runners.append(metrics_runner)
-            await metrics_runner.setup()
-            host, _, port = settings.metrics_listen.rpartition(":")
-            await web.TCPSite(metrics_runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True).start()
-        log.info(
-            "nats-s3 listening",
-            extra={"listen": settings.listen, "tls": ssl_context is not None, "nats": ",".join(servers)},
-        )
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        tasks.append(loop.create_task(collector.run(settings.gc_interval)))
-        tasks.append(loop.create_task(prune_indexes(store)))
-        tasks.append(loop.create_task(refresh_storage(metrics, _usage_reader(store, multipart))))
-        await stop.wait()
+        runners = await _listen(gateway, settings, ssl_context)
+        _log_start(settings, secrets, ssl_context is not None, embedded, servers)
+        if embedded is not None:
+            gateway.not_ready = "starting the embedded nats-server"
+            await embedded.start()
+        first = True
+        while not stop.is_set():
+            session = await _open_session(settings, servers, metrics, gateway, stop, first)
+            first = False
+            if session is None:
+                break
+            if on_ready is not None:
+                on_ready(gateway)
+            if not await _until_closed(session.nc, stop):
+                break
+            # nats-py closed the shared client for good: every request would fail until a restart.
+            log.error("the NATS connection was closed; reconnecting", extra={"nats": ",".join(servers)})
+            gateway.detach("the NATS connection was closed; reconnecting")
+            old, session = session, None
+            await old.close()
         log.info("shutting down", extra={"grace_seconds": settings.shutdown_timeout})
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, DRAIN_TIMEOUT)
+        if session is not None:
+            for task in session.tasks:  # background work stops before requests are drained
+                task.cancel()
         for runner in runners:
             # Closes the listeners first, then waits for in-flight requests up to shutdown_timeout.
             await runner.cleanup()
-        if nc is not None:
-            with contextlib.suppress(Exception):
-                await store.close()
-            # drain() waits on the server; with NATS gone it would wait forever.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(nc.drain(), DRAIN_TIMEOUT)
-            with contextlib.suppress(Exception):
-                await nc.close()
+        if session is not None:
+            await session.close()
         if embedded is not None:
             await embedded.stop()
+        if lock is not None:
+            lock.release()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+async def _start_store(store: NatsStore) -> bool:
+    await store.start()
+    try:
+        await retire_legacy_uploads(store)
+    except StoreUnavailable as exc:
+        log.warning("could not retire the multipart records of an older gateway", extra={"error": str(exc)})
+    return True
+
+
+def _log_start(
+    settings: Settings, secrets: Mapping[str, str], tls: bool, embedded: EmbeddedNatsServer | None, servers: list[str]
+) -> None:
+    nats = (
+        {"nats": "embedded", "nats_url": embedded.url, "data_dir": str(settings.data_dir.resolve())}
+        if embedded is not None
+        else {"nats": "external", "nats_url": ",".join(servers)}
+    )
+    log.info(
+        f"nats-s3 {__version__} listening on {_endpoint_url(settings, tls)}",
+        extra={
+            "version": __version__,
+            "endpoint": _endpoint_url(settings, tls),
+            **nats,
+            "region": settings.region,
+            "credentials_file": str(settings.credentials_file),
+            "access_keys": len(secrets),
+        },
+    )
+    if any(secrets.get(key) == secret for key, secret in EXAMPLE_CREDENTIALS.items()):
+        log.warning(
+            "the example credentials are in use: anyone who has read the README can use this gateway; "
+            "write your own credentials file for --s3.credentials"
+        )
 
 
 def _usage_reader(store: NatsStore, multipart: MultipartStore):  # type: ignore[no-untyped-def]

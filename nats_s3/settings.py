@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
 
 class Settings(BaseModel):
@@ -18,6 +21,7 @@ class Settings(BaseModel):
     nats_token: str | None = None
     nats_nkey_file: Path | None = None
     nats_creds_file: Path | None = None
+    nats_connect_timeout: float = Field(default=0.0, ge=0)  # 0: keep trying to reach NATS at start
     nats_replicas: int = Field(default=1, ge=1, le=5)
     credentials_file: Path | None = None
     log_format: Literal["logfmt", "json"] = "logfmt"
@@ -75,8 +79,19 @@ class Settings(BaseModel):
     def _check_servers(cls, value: list[str]) -> list[str]:
         servers = [s.strip() for s in value if s.strip()]
         for server in servers:
-            if "://" not in server:
-                raise ValueError(f"NATS server {server!r} is not a URL such as nats://127.0.0.1:4222")
+            scheme, sep, _ = server.partition("://")
+            if not sep or scheme.lower() not in NATS_SCHEMES:
+                raise ValueError(
+                    f"NATS server {server!r} is not a NATS URL: use nats://, tls://, ws:// or wss:// "
+                    "(for example nats://127.0.0.1:4222)"
+                )
+            try:
+                parsed = urlsplit(server)
+                parsed.port  # noqa: B018 (raises on a port that is not a number)
+            except ValueError:
+                raise ValueError(f"NATS server {server!r} has an invalid host or port") from None
+            if not parsed.hostname:
+                raise ValueError(f"NATS server {server!r} names no host")
         return servers
 
     @property

@@ -210,7 +210,8 @@ class GatewayProcess:
         self, timeout: float = 30.0, *, health_url: str | None = None, verify: str | None = None
     ) -> GatewayProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, cwd=str(REPO))
+        # Its own process group, as a shell job: a test may signal the whole group without reaching pytest.
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, cwd=str(REPO), start_new_session=True)
         deadline = time.monotonic() + timeout
         context = ssl.create_default_context(cafile=verify) if verify else None
         url = health_url or f"{self.endpoint}/readyz"

@@ -223,7 +223,7 @@ def test_tls_with_boto3_aws_chunked_trailers(nats_url: str, tmp_path: Path, tls_
         write_credentials(tmp_path / "c.json"), nats_url, extra=["--tls.cert", str(cert), "--tls.key", str(key)]
     )
     endpoint = f"https://localhost:{gw.port}"
-    gw.start(health_url=f"{endpoint}/healthz", verify=str(cert))
+    gw.start(health_url=f"{endpoint}/readyz", verify=str(cert))
     try:
         import boto3
         from botocore.config import Config
@@ -253,6 +253,9 @@ def test_tls_with_boto3_aws_chunked_trailers(nats_url: str, tmp_path: Path, tls_
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"{endpoint}/healthz", timeout=10)  # not trusted without the cert
         assert requests.get(f"{endpoint}/healthz", verify=str(cert), timeout=10).status_code == 200
+        # The image's HEALTHCHECK follows TLS: the same flags make it ask https://.
+        check = [sys.executable, "-m", "nats_s3.healthcheck", *gw.args[gw.args.index("--listen") :]]
+        assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
         client.delete_object(Bucket="tls.bucket", Key="secure")
         client.delete_bucket(Bucket="tls.bucket")
     finally:

@@ -25,7 +25,7 @@ from nats_s3.auth.credentials import load_credentials
 from nats_s3.cli import FLAGS
 from nats_s3.embedded import free_port
 
-from .support import ACCESS_KEY, SECRET_KEY, NatsServerProcess, write_credentials
+from .support import ACCESS_KEY, SECRET_KEY, GatewayProcess, NatsServerProcess, write_credentials
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -103,7 +103,7 @@ def test_dockerfile_shape() -> None:
     assert created and created.group(2) == "nats-s3", "the image makes a nats-s3 user"
     assert re.search(rf"--uid {re.escape(user)}\b", created.group(1)), "USER must be the nats-s3 user"
     health = one("HEALTHCHECK")
-    assert "/healthz" in health and "5222" in health and "curl" not in health
+    assert "nats_s3.healthcheck" in health and "curl" not in health
     assert image_env()["NATS_S3_S3_CREDENTIALS"].startswith("/etc/nats-s3/")
     assert (REPO / ".dockerignore").exists()
 
@@ -129,14 +129,15 @@ def image_command(tmp_path: Path, nats_servers: str) -> Iterator[tuple[int, list
     log = (tmp_path / "gateway.log").open("wb")
     proc = subprocess.Popen([nats_s3, *argv[1:]], cwd=workdir, env=env, stdout=log, stderr=log)
     health = json.loads(one("HEALTHCHECK").split(" CMD ", 1)[1])
-    health = [sys.executable if a == "python" else a.replace(":5222", f":{port}") for a in health]
+    # In the image the check reads PID 1's flags; here the gateway is not PID 1, so they are given.
+    health = [sys.executable if a == "python" else a for a in health] + argv[1:]
     try:
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, f"exited {proc.returncode}: {(tmp_path / 'gateway.log').read_text()}"
             with (
                 contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp,
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp,
             ):
                 if resp.status == 200:
                     break
@@ -189,8 +190,23 @@ def test_image_command_line_with_embedded_nats(tmp_path: Path) -> None:
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
     health = json.loads(one("HEALTHCHECK").split(" CMD ", 1)[1])
-    health = [sys.executable if a == "python" else a.replace(":5222", f":{free_port()}") for a in health]
+    health = [sys.executable if a == "python" else a for a in health] + ["--listen", f"127.0.0.1:{free_port()}"]
     assert subprocess.run(health, capture_output=True, timeout=30).returncode != 0
+
+
+def test_healthcheck_reads_the_gateway_command_line(tmp_path: Path, nats_url: str) -> None:
+    """The image's check takes --listen (and --tls.*) from the gateway process itself."""
+    from nats_s3.healthcheck import _gateway_args
+
+    gw = GatewayProcess(write_credentials(tmp_path / "c.json"), nats_url).start()
+    try:
+        assert gw.proc is not None
+        args = _gateway_args(gw.proc.pid)
+        assert args[args.index("--listen") + 1] == f"127.0.0.1:{gw.port}"
+        check = [sys.executable, "-m", "nats_s3.healthcheck", *args]
+        assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+    finally:
+        gw.stop()
 
 
 def load_yaml(path: Path) -> Any:
@@ -204,7 +220,13 @@ def test_compose_file() -> None:
     assert nats["image"].startswith("nats:") and "-js" in nats["command"]
     gateway = compose["services"]["nats-s3"]
     assert (COMPOSE.parent / gateway["build"] / "Dockerfile").resolve() == DOCKERFILE
-    assert "nats" in gateway["depends_on"]
+    assert gateway["depends_on"]["nats"]["condition"] == "service_healthy"
+    assert "healthcheck" in nats and re.fullmatch(r"nats:\d+\.\d+\.\d+(-alpine)?", nats["image"])
+    # Docker's SIGKILL comes after stop_grace_period: it must outlast the gateway's own shutdown timeout.
+    from nats_s3.cli import parse_duration
+
+    grace = parse_duration(gateway["stop_grace_period"])
+    assert grace > parse_duration(gateway["environment"].get("NATS_S3_SHUTDOWN_TIMEOUT", "30s"))
     env = gateway["environment"]
     assert set(env) <= ENV_NAMES, f"unknown variables: {set(env) - ENV_NAMES}"
     assert env["NATS_S3_NATS_SERVERS"] == "nats://nats:4222"
@@ -220,7 +242,9 @@ def test_readme_docker_section() -> None:
     text = readme.read_text()
     section = text[text.index("## Docker") :]
     section = section[: section.find("\n## ", 4)] if "\n## " in section[4:] else section
-    assert re.search(r"docker run .*--network \S+ .*nats(:latest)? -js", section)
+    # NATS pinned to a release, its store in a volume.
+    assert re.search(r"docker run .*--network \S+ .*-v \S+:/data nats:\d+\.\d+\.\d+ -js --store_dir /data", section)
+    assert "nats:latest" not in section
     assert "-e NATS_S3_NATS_SERVERS=nats://nats:4222" in section
     assert "/etc/nats-s3/credentials.json" in section
     assert "examples/docker-compose.yml" in section
@@ -372,3 +396,40 @@ def test_matrix_render_marks_every_status() -> None:
     assert matrix.is_complete(record)
     record["cells"]["b"]["op"]["status"] = "skipped"
     assert not matrix.is_complete(record)
+
+
+def test_license_file_matches_pyproject() -> None:
+    text = (REPO / "LICENSE").read_text()
+    assert 'license = "Apache-2.0"' in (REPO / "pyproject.toml").read_text()
+    assert "Apache License" in text and "Version 2.0" in text
+
+
+def test_readme_existing_nats_command_works_verbatim(nats_url: str) -> None:
+    """The README's 'against an existing NATS' command, run from the checkout as written (only the NATS
+    URL is this test's server, and the port comes from NATS_S3_LISTEN, since 5222 may be taken here)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("Against an existing NATS") :]
+    command = block[block.index("```sh\n") + 6 : block.index("\n```", block.index("```sh\n"))].strip()
+    assert command.startswith(".venv/bin/nats-s3 ") or command.startswith("nats-s3 ")
+    argv = shlex.split(command.replace("nats://127.0.0.1:4222", nats_url))
+    executable = REPO / argv[0]
+    if not executable.exists():  # the suite may run from another venv than the README's
+        argv[0] = venv_tool("nats-s3") or argv[0]
+    port = free_port()
+    env = {**os.environ, "NATS_S3_LISTEN": f"127.0.0.1:{port}"}
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp,
+            ):
+                if resp.status == 200:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0

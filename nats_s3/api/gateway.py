@@ -16,7 +16,8 @@ from ..observability.metrics import Metrics
 from ..protocol.errors import S3Error
 from ..protocol.headers import http_date
 from ..protocol.routing import resolve, split_path
-from ..protocol.sigv4 import AuthResult
+from ..protocol.sigv4 import AuthResult, SigV4Verifier
+from ..settings import Settings
 from ..store import errors as store_errors
 from ..store import naming
 from . import acl, attributes, buckets, listing, multipart, objects, versions
@@ -129,9 +130,22 @@ def _preflight_refusal(request: web.Request) -> S3Error:
 
 
 class Gateway:
-    def __init__(self, services: Services, metrics: Metrics) -> None:
-        self.services = services
+    """Serves from the moment the gateway listens: until NATS is reached and the store is up (`attach`),
+    S3 requests get 503 and /readyz says why."""
+
+    def __init__(self, settings: Settings, verifier: SigV4Verifier, metrics: Metrics) -> None:
+        self.settings = settings
+        self.verifier = verifier
         self.metrics = metrics
+        self.services: Services | None = None
+        self.not_ready = "starting"
+
+    def attach(self, services: Services) -> None:
+        self.services = services
+
+    def detach(self, reason: str) -> None:
+        self.services = None
+        self.not_ready = reason
 
     def _authenticate(self, request: web.Request) -> tuple[dict[str, str], list[tuple[str, str]], AuthResult]:
         cached = request.get("s3.auth")
@@ -143,9 +157,9 @@ class Gateway:
         except (UnicodeDecodeError, ValueError):
             raise S3Error("InvalidArgument", "The query string is not valid.") from None
         req = signed_request(request, headers, pairs)
-        if not self.services.verifier.is_signed(req):
+        if not self.verifier.is_signed(req):
             raise S3Error("AccessDenied")
-        auth = self.services.verifier.verify(req)
+        auth = self.verifier.verify(req)
         request["s3.auth"] = (headers, pairs, auth)
         return headers, pairs, auth
 
@@ -167,7 +181,7 @@ class Gateway:
 
     def _address(self, request: web.Request) -> tuple[str | None, str | None]:
         """Bucket and key: from `<bucket>.<domain>` hosts when --domain is set, else path style."""
-        domain = self.services.settings.domain
+        domain = self.settings.domain
         if domain:
             host = (request.host or "").rsplit(":", 1)[0].lower() if "]" not in (request.host or "") else ""
             if host.endswith("." + domain):
@@ -180,6 +194,7 @@ class Gateway:
         started = time.monotonic()
         request_id = request.get("s3.request_id") or new_request_id()
         operation, bucket, key, access_key = "-", None, None, "-"
+        error_code = error_reason = ""
         metrics = self.metrics
         metrics.in_flight.inc()
         try:
@@ -202,13 +217,19 @@ class Gateway:
             if operation in ("PutObject", "UploadPart") and "x-amz-copy-source" in headers:
                 operation = "CopyObject" if operation == "PutObject" else "UploadPartCopy"
             ctx = S3Context(request, request_id, route, headers, query, auth)
-            if not self.services.store.nc.is_connected:
+            services = self.services
+            if services is None:
+                raise S3Error("ServiceUnavailable", f"The gateway is not ready: {self.not_ready}; retry shortly.")
+            if not services.store.nc.is_connected:
                 raise S3Error("ServiceUnavailable", "The storage backend (NATS) is not connected; retry shortly.")
             try:
-                response = await HANDLERS[route.operation](self.services, ctx)
+                response = await HANDLERS[route.operation](services, ctx)
             except store_errors.StoreError as exc:
                 raise store_error_to_s3(exc, bucket, key, request.method) from exc
         except S3Error as err:
+            error_code = err.code
+            if err.status == 403:  # which check refused it: expired, not yet valid, skewed, ...
+                error_reason = err.message[:200]
             response = error_response(err, request, request_id)
             if err.status >= 500:
                 log.warning("request failed", extra={"request_id": request_id, "error": str(err)})
@@ -216,6 +237,7 @@ class Gateway:
                 # The body was not read: close rather than let it be parsed as the next request.
                 response.force_close()
         except UnicodeDecodeError:
+            error_code = "InvalidURI"
             response = error_response(
                 S3Error("InvalidURI", "Couldn't parse the specified URI.", status=400), request, request_id
             )
@@ -225,6 +247,7 @@ class Gateway:
             raise
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
+            error_code = "InternalError"
             response = error_response(S3Error("InternalError"), request, request_id)
             response.force_close()
         finally:
@@ -248,6 +271,9 @@ class Gateway:
                     "bytes_in": bytes_in,
                     "bytes_out": bytes_out,
                     "duration_ms": round(elapsed * 1000, 2),
+                    # Why a request was refused (SignatureDoesNotMatch, RequestTimeTooSkewed, expired, ...).
+                    **({"error": error_code} if error_code else {}),
+                    **({"reason": error_reason} if error_reason else {}),
                 },
             )
         return response
@@ -258,7 +284,7 @@ class Gateway:
 
     async def readyz(self, request: web.Request) -> web.Response:
         """Readiness: NATS connected, JetStream answering, the gateway's KV bucket present."""
-        reason = await self.services.readiness()
+        reason = self.not_ready if self.services is None else await self.services.readiness()
         return web.json_response(
             {"status": "ready" if reason is None else "not ready", **({"reason": reason} if reason else {})},
             status=200 if reason is None else 503,
@@ -266,7 +292,7 @@ class Gateway:
         )
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
-        token = self.services.settings.metrics_token
+        token = self.settings.metrics_token
         if token is not None:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):

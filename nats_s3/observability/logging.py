@@ -36,11 +36,18 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class _JsonFormatter(JsonFormatter):
+    """JSON lines whose time is ISO 8601 in UTC with microseconds (the default is local, comma-separated)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def setup_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(
-            JsonFormatter(
+            _JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"levelname": "level", "name": "logger", "asctime": "time"},
             )

@@ -132,7 +132,12 @@ class Metrics:
         self.registry.register(_StorageCollector(self.storage))
 
     def watch_collector(self, stats: Any) -> None:
-        self.registry.register(_CollectorStatsCollector(stats))
+        """Report this collector's stats (a collector built after a reconnect replaces the last one)."""
+        previous = getattr(self, "_collector_stats", None)
+        if previous is not None:
+            self.registry.unregister(previous)
+        self._collector_stats = _CollectorStatsCollector(stats)
+        self.registry.register(self._collector_stats)
 
     def observe(self, operation: str, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
         self.requests.labels(operation, str(status)).inc()
