@@ -34,6 +34,7 @@ OPERATIONS: dict[str, str] = {
     "batch_delete": "batch delete (DeleteObjects)",
     "multipart": "multipart upload (12 MiB)",
     "versions": "versioning: enable, list versions, read and delete one by id",
+    "tagging": "tags on an object and on a bucket: set, read, remove",
     "presigned_get": "presigned GET URL, used by a plain HTTP client",
     "presigned_put": "presigned PUT URL, used by a plain HTTP client",
     "sync": "directory sync",

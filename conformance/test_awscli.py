@@ -249,3 +249,21 @@ def test_sync(aws: Cli, bucket: str, tmp_path: Path, probe: Any) -> None:
     aws("s3", "sync", f"s3://{bucket}/tree/", back)
     assert (back / "a.txt").read_text() == "a2 is longer" and (back / "c.txt").read_text() == "c1"
     assert not (back / "sub").exists()
+
+
+@cell("tagging")
+def test_tagging(aws: Cli, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "tagged"
+    src.write_bytes(b"tagged")
+    api(aws, "put-object", "--bucket", bucket, "--key", "tagged", "--body", src, "--tagging", "team=storage")
+    api(aws, "put-object-tagging", "--bucket", bucket, "--key", "tagged",
+        "--tagging", "TagSet=[{Key=team,Value=storage},{Key=tier,Value=hot}]")  # fmt: skip
+    got = api(aws, "get-object-tagging", "--bucket", bucket, "--key", "tagged")["TagSet"]
+    assert {t["Key"]: t["Value"] for t in got} == {"team": "storage", "tier": "hot"}
+    api(aws, "delete-object-tagging", "--bucket", bucket, "--key", "tagged")
+    assert api(aws, "get-object-tagging", "--bucket", bucket, "--key", "tagged")["TagSet"] == []
+    api(aws, "put-bucket-tagging", "--bucket", bucket, "--tagging", "TagSet=[{Key=owner,Value=ops}]")
+    assert api(aws, "get-bucket-tagging", "--bucket", bucket)["TagSet"] == [{"Key": "owner", "Value": "ops"}]
+    api(aws, "delete-bucket-tagging", "--bucket", bucket)
+    missing = aws("s3api", "get-bucket-tagging", "--bucket", bucket, check=False)
+    assert missing.returncode != 0 and "NoSuchTagSet" in missing.stderr

@@ -207,3 +207,8 @@ def test_sync(rc: Cli, bucket: str, tmp_path: Path, probe: Any) -> None:
     rc("sync", f"gw:{bucket}/tree", back)
     assert (back / "a.txt").read_text() == "a2 is longer"
     assert sorted(p.name for p in back.iterdir()) == ["a.txt", "c.txt"]
+
+
+@cell("tagging")
+def test_tagging() -> None:
+    not_supported("rclone has no command that sets or reads S3 object or bucket tags")

@@ -194,3 +194,21 @@ def test_sync(sc: Cli, bucket: str, tmp_path: Path, probe: Any) -> None:
     sc("sync", f"s3://{bucket}/tree/", f"{back}/")
     assert (back / "a.txt").read_text() == "a2 is longer" and (back / "c.txt").read_text() == "c1"
     assert not (back / "sub").exists()
+
+
+@cell("tagging")
+def test_tagging(sc: Cli, bucket: str, tmp_path: Path, probe: Any) -> None:
+    src = tmp_path / "tagged"
+    src.write_bytes(b"tagged")
+    sc("put", src, f"s3://{bucket}/tagged")
+    sc("settagging", f"s3://{bucket}/tagged", "team=storage&tier=hot")
+    shown = sc("gettagging", f"s3://{bucket}/tagged").stdout
+    assert "team" in shown and "storage" in shown and "tier" in shown
+    got = probe.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"]
+    assert {t["Key"]: t["Value"] for t in got} == {"team": "storage", "tier": "hot"}
+    sc("deltagging", f"s3://{bucket}/tagged")
+    assert probe.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == []
+    sc("settagging", f"s3://{bucket}", "owner=ops")
+    assert probe.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "owner", "Value": "ops"}]
+    sc("deltagging", f"s3://{bucket}")
+    assert "ops" not in sc("gettagging", f"s3://{bucket}", check=False).stdout
