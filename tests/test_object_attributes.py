@@ -200,3 +200,23 @@ def test_complete_uses_the_latest_upload_of_a_part(s3, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="re")["Body"].read() == b"second body"
     attrs = s3.get_object_attributes(Bucket=bucket, Key="re", ObjectAttributes=["ObjectParts"])
     assert attrs["ObjectParts"]["Parts"] == [{"PartNumber": 1, "Size": 11, "ChecksumCRC32C": second["ChecksumCRC32C"]}]
+
+
+def test_create_multipart_upload_checksum_rules(gateway, bucket: str, s3) -> None:
+    url = f"{gateway.endpoint}/{bucket}/rules?uploads"
+    refused = [
+        {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-type": "FULL_OBJECT"},  # FULL_OBJECT: CRCs only
+        {"x-amz-checksum-algorithm": "SHA1", "x-amz-checksum-type": "FULL_OBJECT"},
+        {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "COMPOSITE"},  # CRC64NVME: FULL_OBJECT
+        {"x-amz-checksum-type": "COMPOSITE"},  # a type without an algorithm
+        {"x-amz-checksum-algorithm": "CRC32", "x-amz-checksum-type": "PARTIAL"},
+    ]
+    for headers in refused:
+        r = signed_request("POST", url, headers=headers)
+        assert r.status_code == 400 and "<Code>InvalidRequest</Code>" in r.text, headers
+    defaults = {"CRC32": "COMPOSITE", "CRC32C": "COMPOSITE", "SHA1": "COMPOSITE", "SHA256": "COMPOSITE",
+                "CRC64NVME": "FULL_OBJECT"}  # fmt: skip
+    for algorithm, default in defaults.items():
+        created = s3.create_multipart_upload(Bucket=bucket, Key="rules", ChecksumAlgorithm=algorithm)
+        assert created["ChecksumType"] == default, algorithm
+        s3.abort_multipart_upload(Bucket=bucket, Key="rules", UploadId=created["UploadId"])
