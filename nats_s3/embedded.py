@@ -10,10 +10,13 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 log = logging.getLogger("nats_s3.embedded")
 
@@ -26,14 +29,30 @@ PID_FILE = "nats-server.pid"
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_setup() -> None:  # pragma: no cover - runs in the forked child
-    """In the nats-server child, before exec: its own session, so Ctrl-C and a signal to the gateway's
-    process group do not reach it (the gateway stops it, last); and on Linux, SIGTERM when the gateway
-    dies, however it dies (kill -9 included)."""
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return cast(Callable[..., int], ctypes.CDLL(None, use_errno=True).prctl)
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved once, in the parent: the child between fork and exec must not dlopen or allocate.
+_PRCTL = _load_prctl()
+
+
+def _death_signal(parent: int) -> Callable[[], None]:
+    def setup() -> None:  # pragma: no cover - runs in the forked child
+        """Before exec (the child is already in its own session, so Ctrl-C and signals to the gateway's
+        process group do not reach it): on Linux, SIGTERM when the gateway dies, however it dies. A
+        gateway that died between fork and here would never send it: then the child does not start."""
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    return setup
 
 
 def _process_alive(pid: int) -> bool:
@@ -50,6 +69,12 @@ def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
+        pass
+    try:  # no /proc (macOS, the BSDs): ps has it
+        return subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
         return ""
 
 
@@ -106,6 +131,8 @@ class EmbeddedNatsServer:
         self.host = host
         self.port = port or free_port(host)
         self._proc: asyncio.subprocess.Process | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def url(self) -> str:
@@ -128,7 +155,11 @@ class EmbeddedNatsServer:
             "--server_name", "nats-s3-embedded",
         ]  # fmt: skip
         self._proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, preexec_fn=_child_setup
+            *args,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_death_signal(os.getpid()),
         )
         with contextlib.suppress(OSError):
             (self.data_dir.resolve() / PID_FILE).write_text(f"{self._proc.pid}\n")
@@ -148,9 +179,14 @@ class EmbeddedNatsServer:
                 log.info("embedded nats-server started", extra={"url": self.url, "store": str(jetstream_dir)})
                 # Drain stderr so the server never blocks on a full pipe.
                 asyncio.get_running_loop().create_task(self._drain())
+                if self._watch is None:
+                    self._watch = asyncio.get_running_loop().create_task(self._restart_on_exit())
                 return
             await asyncio.sleep(0.05)
-        await self.stop()
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
         raise EmbeddedServerError(f"nats-server did not listen on {self.url} within {timeout:.0f}s")
 
     async def _drain(self) -> None:
@@ -161,6 +197,26 @@ class EmbeddedNatsServer:
             while await proc.stderr.readline():
                 pass
 
+    async def _restart_on_exit(self) -> None:
+        """The server is the gateway's storage: if it exits without being asked to (killed, crashed),
+        start it again on the same port and store; nats-py reconnects by itself."""
+        delay = 1.0
+        while not self._stopping:
+            proc = self._proc
+            if proc is None:
+                return
+            code = await proc.wait()
+            if self._stopping:
+                return
+            log.error("the embedded nats-server exited; starting it again", extra={"code": code})
+            await asyncio.sleep(delay)
+            try:
+                await self.start()
+                delay = 1.0
+            except EmbeddedServerError as exc:
+                log.error("the embedded nats-server did not start again", extra={"error": str(exc)})
+                delay = min(delay * 2, 30.0)
+
     def kill_now(self) -> None:
         """For an exit that cannot wait (a second signal): SIGTERM the server and do not wait for it."""
         if self._proc is not None and self._proc.returncode is None:
@@ -168,14 +224,17 @@ class EmbeddedNatsServer:
                 self._proc.terminate()
 
     async def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
         with contextlib.suppress(OSError):
             (self.data_dir.resolve() / PID_FILE).unlink()

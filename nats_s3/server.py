@@ -172,6 +172,7 @@ def _nats_options(
     metrics: Metrics,
     nc: NatsClient,
     on_connect_error: Callable[[Exception], None],
+    first_connect_done: asyncio.Event,
 ) -> dict[str, object]:
     async def on_disconnect() -> None:
         metrics.nats_connected.set(0)
@@ -185,7 +186,7 @@ def _nats_options(
         log.info("reconnected to NATS")
 
     async def on_error(exc: Exception) -> None:
-        if nc.connected_url is None and not nc.is_closed:  # still reaching NATS for the first time
+        if not first_connect_done.is_set() and not nc.is_closed:  # still reaching NATS for the first time
             on_connect_error(exc)
         else:
             log.warning("NATS error", extra={"error": repr(exc)})
@@ -231,6 +232,7 @@ async def connect_nats(
     shown = ",".join(servers)
     nc = NatsClient()
     attempts = 0
+    connected = asyncio.Event()
 
     def failed(exc: Exception) -> None:
         nonlocal attempts
@@ -244,11 +246,12 @@ async def connect_nats(
     if on_attempt is not None:
         on_attempt(f"connecting to NATS at {shown} (attempt 1)")
     try:
-        await nc.connect(**_nats_options(settings, servers, metrics, nc, failed))  # type: ignore[arg-type]
+        await nc.connect(**_nats_options(settings, servers, metrics, nc, failed, connected))  # type: ignore[arg-type]
     except BaseException:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 2.0)
         raise
+    connected.set()
     metrics.nats_connected.set(1)
     log.info(f"connected to {nc.connected_url.netloc if nc.connected_url else shown}")
     return nc
@@ -284,9 +287,12 @@ def _endpoint_url(settings: Settings, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{settings.listen_port}"
 
 
-async def _listen(gateway: Gateway, settings: Settings, ssl_context: ssl.SSLContext | None) -> list[web.AppRunner]:
+async def _listen(
+    gateway: Gateway, settings: Settings, ssl_context: ssl.SSLContext | None, runners: list[web.AppRunner]
+) -> None:
     """Open the S3 port (and the metrics port): from here on /healthz answers and S3 requests get 503
-    until the store is attached."""
+    until the store is attached. Each runner joins `runners` as soon as it exists, so the caller cleans
+    up whatever was opened when a later port fails to bind."""
     app = create_app(gateway, serve_metrics=settings.metrics_listen is None)
     runner = web.AppRunner(
         app,
@@ -298,7 +304,7 @@ async def _listen(gateway: Gateway, settings: Settings, ssl_context: ssl.SSLCont
         read_bufsize=READ_BUFSIZE,
         shutdown_timeout=settings.shutdown_timeout,
     )
-    runners = [runner]
+    runners.append(runner)
     await runner.setup()
     if isinstance(runner.server, Server):
         runner.server.__class__ = _S3Server
@@ -312,7 +318,6 @@ async def _listen(gateway: Gateway, settings: Settings, ssl_context: ssl.SSLCont
         await metrics_runner.setup()
         host, _, port = settings.metrics_listen.rpartition(":")
         await web.TCPSite(metrics_runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True).start()
-    return runners
 
 
 async def _until(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
@@ -342,7 +347,7 @@ class _NatsSession:
 
     async def close(self) -> None:
         """Bounded in time whatever state NATS is in (a closed client makes every wait a timeout)."""
-        gone = self.nc.is_closed
+        gone = self.nc.is_closed or not self.nc.is_connected  # nothing to drain into
         for task in self.tasks:
             task.cancel()
         if self.tasks:
@@ -381,7 +386,12 @@ async def _open_session(
         nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size, claim_refresh=settings.gc_grace / 3
     )
     session = _NatsSession(nc, store)
-    if await _until(stop, _start_store(store)) is None:
+    try:
+        started = await _until(stop, _start_store_retrying(store, gateway, timeout))
+    except BaseException:
+        await session.close()
+        raise
+    if started is None:
         await session.close()
         return None
     multipart = MultipartStore(store)
@@ -442,22 +452,22 @@ async def serve(
         embedded = EmbeddedNatsServer(settings.data_dir)
         servers = [embedded.url]
 
-    def on_signal() -> None:
+    def on_signal(signum: int) -> None:
         if stop.is_set():
             log.warning("second signal: exiting now")
             if embedded is not None:
                 embedded.kill_now()
-            os._exit(130)
+            os._exit(128 + signum)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, on_signal, int(sig))
     gateway = Gateway(settings, SigV4Verifier(secrets, region=settings.region), metrics)
     runners: list[web.AppRunner] = []
     session: _NatsSession | None = None
     try:
-        runners = await _listen(gateway, settings, ssl_context)
+        await _listen(gateway, settings, ssl_context, runners)
         _log_start(settings, secrets, ssl_context is not None, embedded, servers)
         if embedded is not None:
             gateway.not_ready = "starting the embedded nats-server"
@@ -494,6 +504,32 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+STORE_START_BACKOFF_MAX = 10.0
+
+
+async def _start_store_retrying(store: NatsStore, gateway: Gateway, timeout: float) -> bool:
+    """Start the store, again and again while JetStream does not answer (no quorum yet, a leader being
+    elected, a server without -js): like reaching NATS, bounded by the connect timeout on the first try."""
+    deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+    delay = 0.5
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await _start_store(store)
+        except StoreUnavailable as exc:
+            gateway.not_ready = f"JetStream is not available (attempt {attempt}): {exc}"
+            log.warning("JetStream is not available; retrying", extra={"attempt": attempt, "error": str(exc)})
+            if deadline is not None and asyncio.get_running_loop().time() + delay > deadline:
+                raise NatsUnreachable(
+                    f"JetStream not available within --nats.connect-timeout ({timeout:g}s): {exc}"
+                ) from None
+            with contextlib.suppress(Exception):
+                await store.configs.close()  # a watch a failed start left behind (the rest is reused)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STORE_START_BACKOFF_MAX)
 
 
 async def _start_store(store: NatsStore) -> bool:

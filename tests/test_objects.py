@@ -462,6 +462,9 @@ def test_metadata_bytes_come_back_as_sent(gateway, bucket: str) -> None:
         assert got[b"x-amz-meta-v"] == value.strip()
     status, _, body = raw_exchange(gateway.endpoint, "PUT", f"/{bucket}/t", {"x-amz-tagging": b"a=\xe9"}, b"x")
     assert status == 400 and b"<Code>InvalidArgument</Code>" in body
+    source = f"/{bucket}/".encode() + b"\xe9\xff"
+    status, _, body = raw_exchange(gateway.endpoint, "PUT", f"/{bucket}/c", {"x-amz-copy-source": source})
+    assert status == 400 and b"<Code>InvalidArgument</Code>" in body
 
 
 def test_content_encoding_is_kept_without_aws_chunked(gateway, bucket: str) -> None:

@@ -3,6 +3,7 @@ ListObjectVersions, copies, DeleteObjects and tagging by version id."""
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import hashlib
 import json
@@ -83,8 +84,10 @@ def test_versioning_states(s3, bucket: str, gateway) -> None:  # type: ignore[no
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"})
     assert code(err.value) == "NotImplemented" and "MFA Delete" in err.value.response["Error"]["Message"]
     for body in (b"<VersioningConfiguration><Status>On</Status></VersioningConfiguration>", b"<Versioning/>", b"<x"):
-        r = signed_request("PUT", f"{gateway.endpoint}/{bucket}?versioning", body=body)
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        r = signed_request("PUT", f"{gateway.endpoint}/{bucket}?versioning", body=body, headers={"Content-MD5": md5})
         assert r.status_code == 400 and "<Code>MalformedXML</Code>" in r.text, r.text
+
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     with pytest.raises(ClientError) as err:
         s3.put_bucket_versioning(Bucket="no-such-bucket-v", VersioningConfiguration={"Status": "Enabled"})

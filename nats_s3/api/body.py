@@ -204,12 +204,13 @@ def check_small_body(
     headers: Mapping[str, str], auth: AuthResult, body: bytes, *, integrity_required: bool = False
 ) -> None:
     """Every check a whole XML body gets before it is parsed: the signed payload hash, and Content-MD5 or
-    an x-amz-checksum-* header where sent (`integrity_required`: one of them must be, as DeleteObjects asks)."""
+    an x-amz-checksum-* header where sent (`integrity_required`: one of them must come with a body, as S3
+    insists on for DeleteObjects and PutBucketTagging)."""
     payload_hash = auth.payload_hash
     if len(payload_hash) == 64 and not hmac.compare_digest(hashlib.sha256(body).hexdigest(), payload_hash.lower()):
         raise S3Error("XAmzContentSHA256Mismatch")
     found = checksums.checksum_from_headers(headers)
-    if integrity_required and "content-md5" not in headers and found is None:
+    if integrity_required and body and "content-md5" not in headers and found is None:
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5.")
     if "content-md5" in headers:
         expected = checksums.content_md5(headers["content-md5"])

@@ -101,8 +101,6 @@ async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
     _check_name(ctx.bucket)
     region = services.settings.region
     canned = canned_acl(ctx.headers)
-    if any(name.startswith("x-amz-grant-") for name in ctx.headers):
-        raise S3Error("NotImplemented", "Grants to other principals (x-amz-grant-*) are not implemented yet.")
     body = await read_request_xml(ctx, MAX_CONFIG_BYTES)
     if body.strip():
         root = parse_xml(body)
@@ -111,6 +109,9 @@ async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
         constraint = (child_text(root, "LocationConstraint") or "").strip()
         # A constraint names the region the bucket is for; this gateway is one region (placement by
         # region comes with placement maps).
+        if constraint == "us-east-1" and region == "us-east-1":
+            # S3 names us-east-1 by the absence of a constraint; naming it is refused there.
+            raise S3Error("InvalidLocationConstraint", extra={"LocationConstraint": constraint[:64]})
         if constraint and constraint != region:
             raise S3Error(
                 "IllegalLocationConstraintException",
@@ -165,7 +166,7 @@ async def get_bucket_tagging(services: Services, ctx: S3Context) -> web.Response
 
 
 async def put_bucket_tagging(services: Services, ctx: S3Context) -> web.Response:
-    body = await read_request_xml(ctx, MAX_TAGGING_BODY)
+    body = await read_request_xml(ctx, MAX_TAGGING_BODY, integrity_required=True)
     root = parse_xml(body)
     tag_sets = children(root, "TagSet")
     if local_name(root) != "Tagging" or len(tag_sets) != 1:

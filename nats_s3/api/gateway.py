@@ -236,6 +236,17 @@ class Gateway:
             if request.method in ("PUT", "POST") and not request.content.at_eof():
                 # The body was not read: close rather than let it be parsed as the next request.
                 response.force_close()
+        except UnicodeEncodeError:
+            # Raw (not UTF-8) header bytes reaching text that must be UTF-8: the client's input, not ours.
+            log.info("non-UTF-8 header bytes refused", extra={"request_id": request_id}, exc_info=True)
+            error_code = "InvalidArgument"
+            response = error_response(
+                S3Error("InvalidArgument", "A header carries bytes that are not UTF-8 where text is required."),
+                request,
+                request_id,
+            )
+            if request.method in ("PUT", "POST") and not request.content.at_eof():
+                response.force_close()
         except UnicodeDecodeError:
             error_code = "InvalidURI"
             response = error_response(

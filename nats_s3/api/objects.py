@@ -32,7 +32,7 @@ from ..protocol.headers import (
     tags_from_xml_pairs,
 )
 from ..protocol.numbers import parse_uint
-from ..protocol.raw_headers import from_stored
+from ..protocol.raw_headers import from_stored, has_raw_bytes
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
 from ..store import naming
@@ -284,6 +284,8 @@ def parse_copy_source(value: str) -> CopySource:
     """`x-amz-copy-source`: `[/]bucket/key[?versionId=id]`, the bucket and key URL-encoded."""
     source, _, query = value.partition("?")
     try:
+        if has_raw_bytes(source):  # bytes sent raw, not URL-encoded
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "raw bytes in x-amz-copy-source")
         source = unquote(source, errors="strict")
     except UnicodeDecodeError:
         raise S3Error("InvalidArgument", "Invalid copy source encoding.") from None

@@ -200,7 +200,10 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def canned_acl(headers: Mapping[str, str]) -> str | None:
-    """The request's `x-amz-acl`, if any; a name that is not a canned ACL is InvalidArgument."""
+    """The request's `x-amz-acl`, if any; a name that is not a canned ACL is InvalidArgument. Grants to
+    others (`x-amz-grant-*`) are NotImplemented until authorization exists, never silently dropped."""
+    if any(name.startswith("x-amz-grant-") for name in headers):
+        raise S3Error("NotImplemented", "Grants to other principals (x-amz-grant-*) are not implemented yet.")
     value = headers.get(ACL)
     if value is None:
         return None
