@@ -23,6 +23,7 @@ from . import __version__
 from .api.context import error_response, new_request_id
 from .api.gateway import Gateway
 from .api.services import Services
+from .auth.credentials import CredentialsError, read_credentials_file
 from .datadir_lock import DataDirLock
 from .embedded import EmbeddedNatsServer
 from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
@@ -133,7 +134,6 @@ def create_app(gateway: Gateway, *, serve_metrics: bool = True) -> web.Applicati
         app.router.add_get("/metrics", gateway.metrics_endpoint, expect_handler=lenient_expect)
     # [\s\S]: a decoded path may hold a newline ("%0a"), which "." would not match (aiohttp's plain 404).
     app.router.add_route("*", r"/{tail:[\s\S]*}", gateway.handle, expect_handler=gateway.expect_continue)
-    app["gateway"] = gateway
     return app
 
 
@@ -403,7 +403,15 @@ async def _open_session(
         multipart_expiry=settings.multipart_expiry,
     )
     metrics.watch_collector(collector.stats)
-    gateway.attach(Services(store=store, verifier=gateway.verifier, settings=settings, multipart=multipart))
+    gateway.attach(
+        Services(
+            store=store,
+            verifier=gateway.verifier,
+            settings=settings,
+            multipart=multipart,
+            principals=gateway.principals,
+        )
+    )
     loop = asyncio.get_running_loop()
     session.tasks.append(loop.create_task(collector.run(settings.gc_interval)))
     session.tasks.append(loop.create_task(prune_indexes(store)))
@@ -463,7 +471,14 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal, int(sig))
-    gateway = Gateway(settings, SigV4Verifier(secrets, region=settings.region), metrics)
+    # The verifier reads `live_secrets` on every request: a reload updates it in place.
+    live_secrets = dict(secrets)
+    gateway = Gateway(settings, SigV4Verifier(live_secrets, region=settings.region), metrics)
+    if settings.credentials_file is not None:
+        with contextlib.suppress(CredentialsError):
+            gateway.principals.replace(read_credentials_file(settings.credentials_file).credentials)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, reload_credentials, settings, live_secrets, gateway)
     runners: list[web.AppRunner] = []
     session: _NatsSession | None = None
     try:
@@ -501,7 +516,7 @@ async def serve(
             await embedded.stop()
         if lock is not None:
             lock.release()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
 
@@ -530,6 +545,24 @@ async def _start_store_retrying(store: NatsStore, gateway: Gateway, timeout: flo
                 await store.configs.close()  # a watch a failed start left behind (the rest is reused)
             await asyncio.sleep(delay)
             delay = min(delay * 2, STORE_START_BACKOFF_MAX)
+
+
+def reload_credentials(settings: Settings, live_secrets: dict[str, str], gateway: Gateway) -> None:
+    """SIGHUP: read the credentials file again. A file that does not load keeps the credentials in use,
+    and the log says why; a good one replaces keys and principals at once, for the next request."""
+    path = settings.credentials_file
+    if path is None:
+        return
+    try:
+        parsed = read_credentials_file(path)
+    except CredentialsError as exc:
+        log.error("credentials not reloaded; the ones in use stay", extra={"error": str(exc)})
+        return
+    fresh = {c.access_key: c.secret_key for c in parsed.credentials}
+    live_secrets.clear()
+    live_secrets.update(fresh)
+    gateway.principals.replace(parsed.credentials)
+    log.info("credentials reloaded", extra={"credentials_file": str(path), "access_keys": len(fresh)})
 
 
 async def _start_store(store: NatsStore) -> bool:

@@ -11,7 +11,6 @@ from ..protocol.xml import S3_NS, XML_DECLARATION, child_text, children, escape_
 from ..store.bucket_config import BucketConfig
 from .body import read_request_xml
 from .context import XML_TYPE, S3Context
-from .listing import owner_items
 from .objects import read_version_headers
 from .services import Services
 from .versions import version_id_arg
@@ -36,9 +35,10 @@ _CANNED_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
 assert set(_CANNED_GRANTS) == CANNED_ACLS
 
 
-def render_acl(ctx: S3Context, canned: str) -> web.Response:
+def render_acl(services: Services, ctx: S3Context, canned: str) -> web.Response:
     # Written by hand: a Grantee needs an xsi:type attribute (s3cmd reads it), which build() does not do.
-    owner_id, name = owner_items(ctx.auth.access_key)[0][1], escape_text(ctx.auth.access_key)
+    principal = services.principals.get(ctx.auth.access_key)
+    owner_id, name = escape_text(principal.user_id), escape_text(principal.display_name)
     owner = f"<ID>{owner_id}</ID><DisplayName>{name}</DisplayName>"
     full = "<Permission>FULL_CONTROL</Permission>"
     grants = [f'<Grant><Grantee {_XSI} xsi:type="CanonicalUser">{owner}</Grantee>{full}</Grant>']
@@ -54,7 +54,7 @@ def render_acl(ctx: S3Context, canned: str) -> web.Response:
     return web.Response(body=body.encode(), content_type=XML_TYPE, headers=ctx.base_headers())
 
 
-async def requested_acl(ctx: S3Context) -> str:
+async def requested_acl(services: Services, ctx: S3Context) -> str:
     """The canned ACL a Put*Acl request sets: its x-amz-acl header, or a body granting only the owner."""
     header = canned_acl(ctx.headers)  # refuses x-amz-grant-* too
     # S3 does not insist on Content-MD5 here, and s3cmd's copy sends an ACL without one.
@@ -69,7 +69,7 @@ async def requested_acl(ctx: S3Context) -> str:
     root = parse_xml(body)
     if local_name(root) != "AccessControlPolicy":
         raise S3Error("MalformedACLError")
-    owner_id = owner_items(ctx.auth.access_key)[0][1]
+    owner_id = services.principals.get(ctx.auth.access_key).user_id
     lists = children(root, "AccessControlList")
     if len(lists) != 1:
         raise S3Error("MalformedACLError")
@@ -85,11 +85,11 @@ async def requested_acl(ctx: S3Context) -> str:
 
 async def get_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-    return render_acl(ctx, services.store.configs.get(ctx.bucket).acl)
+    return render_acl(services, ctx, services.store.configs.get(ctx.bucket).acl)
 
 
 async def put_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
-    acl = await requested_acl(ctx)
+    acl = await requested_acl(services, ctx)
     await services.store.head_bucket(ctx.bucket)
 
     def change(config: BucketConfig) -> BucketConfig:
@@ -103,11 +103,11 @@ async def put_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
 async def get_object_acl(services: Services, ctx: S3Context) -> web.Response:
     info = await services.store.head_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
     ctx.response_headers.update(read_version_headers(services, ctx, info))
-    return render_acl(ctx, info.headers.get(ACL, "private"))
+    return render_acl(services, ctx, info.headers.get(ACL, "private"))
 
 
 async def put_object_acl(services: Services, ctx: S3Context) -> web.Response:
-    acl = await requested_acl(ctx)
+    acl = await requested_acl(services, ctx)
 
     def change(headers: dict[str, str]) -> dict[str, str]:
         headers.pop(ACL, None)

@@ -89,7 +89,7 @@ async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
     entries: list[XmlChild] = [
         ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created)), ("BucketRegion", region)]) for b in chosen
     ]
-    items: list[XmlChild] = [("Owner", owner_items(ctx.auth.access_key)), ("Buckets", entries)]
+    items: list[XmlChild] = [("Owner", owner_items(services.principals.get(ctx.auth.access_key))), ("Buckets", entries)]
     if more:
         items.append(("ContinuationToken", _encode_token(chosen[-1].name)))
     if "prefix" in ctx.query:

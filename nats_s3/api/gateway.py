@@ -7,6 +7,7 @@ import hmac
 
 from aiohttp import web
 
+from ..auth.principals import Principals
 from ..observability.metrics import Metrics
 from ..protocol.errors import S3Error
 from ..protocol.sigv4 import SigV4Verifier
@@ -33,6 +34,7 @@ class Gateway:
         self.verifier = verifier
         self.metrics = metrics
         self.services: Services | None = None
+        self.principals = Principals()  # who each key is; replaced whole on a credentials reload
         self.not_ready = "starting"
         steps: list[Step] = [
             Observe(metrics),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
+from ..auth.principals import Principal
 from ..protocol.errors import S3Error
 from ..protocol.numbers import parse_int
 from ..protocol.xml import S3_NS, XML_DECLARATION, XmlChild, escape_text, iso8601_seconds, render_items
@@ -69,8 +69,8 @@ def encoder(ctx: S3Context) -> Encoder:
     return _url_encode
 
 
-def owner_items(access_key: str) -> list[XmlChild]:
-    return [("ID", hashlib.sha256(access_key.encode()).hexdigest()), ("DisplayName", access_key)]
+def owner_items(principal: Principal) -> list[XmlChild]:
+    return [("ID", principal.user_id), ("DisplayName", principal.display_name)]
 
 
 def _render_contents(out: list[str], objects: list[ListedObject], enc: Encoder, owner: str | None) -> None:
@@ -105,7 +105,7 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
     else:
         after = q.get("marker", "")
     page = await services.store.list_page(ctx.bucket, prefix, delimiter, after, limit)
-    owner = owner_items(ctx.auth.access_key)
+    owner = owner_items(services.principals.get(ctx.auth.access_key))
     fetch_owner = q.get("fetch-owner", "").lower() == "true"
     items: list[XmlChild] = [("Name", ctx.bucket), ("Prefix", enc(prefix))]
     if v2:

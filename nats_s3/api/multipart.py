@@ -296,7 +296,7 @@ async def list_parts(services: Services, ctx: S3Context) -> web.Response:
     marker = _int_arg(ctx, "part-number-marker", 0, 0)
     parts = [p for p in await services.multipart.list_parts(ctx.bucket, upload.upload_id) if p.number > marker]
     page, truncated = parts[:max_parts], len(parts) > max_parts
-    owner = owner_items(upload.owner or ctx.auth.access_key)
+    owner = owner_items(services.principals.get(upload.owner or ctx.auth.access_key))
     items: list[XmlChild] = [
         ("Bucket", ctx.bucket),
         ("Key", ctx.key),
@@ -372,7 +372,7 @@ async def list_multipart_uploads(services: Services, ctx: S3Context) -> web.Resp
     for key, listed in page:
         if listed is None:
             continue
-        owner = owner_items(listed.owner or ctx.auth.access_key)
+        owner = owner_items(services.principals.get(listed.owner or ctx.auth.access_key))
         entry: list[XmlChild] = [
             ("Key", encode(key)),
             ("UploadId", listed.upload_id),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ..auth.principals import Principals
 from ..protocol.sigv4 import SigV4Verifier
 from ..settings import Settings
 from ..store.multipart import MultipartStore
@@ -16,6 +17,7 @@ class Services:
     verifier: SigV4Verifier
     settings: Settings
     multipart: MultipartStore
+    principals: Principals = field(default_factory=Principals)
 
     async def readiness(self) -> str | None:
         """None when the gateway can serve; otherwise why not, in a few words."""

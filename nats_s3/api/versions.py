@@ -70,9 +70,9 @@ async def put_bucket_versioning(services: Services, ctx: S3Context) -> web.Respo
     return ctx.empty()
 
 
-def _owner_xml(ctx: S3Context) -> str:
+def _owner_xml(services: Services, ctx: S3Context) -> str:
     parts: list[str] = []
-    render_items(parts, [("Owner", owner_items(ctx.auth.access_key))])
+    render_items(parts, [("Owner", owner_items(services.principals.get(ctx.auth.access_key)))])
     return "".join(parts)
 
 
@@ -118,7 +118,7 @@ async def list_object_versions(services: Services, ctx: S3Context) -> web.Respon
     out = [XML_DECLARATION, f'<ListVersionsResult xmlns="{S3_NS}">']
     render_items(out, items)
     if page is not None:
-        owner = _owner_xml(ctx)
+        owner = _owner_xml(services, ctx)
         last_key, key = None, ""
         for entry in page.entries:
             if entry.key != last_key:  # a key's versions come together: escape it once

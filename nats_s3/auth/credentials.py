@@ -13,6 +13,9 @@ class Credential(BaseModel):
 
     access_key: str = Field(alias="accessKey")
     secret_key: str = Field(alias="secretKey", repr=False)
+    # Optional: the canonical user id and display name S3 reports as Owner (derived when absent).
+    user_id: str | None = Field(default=None, alias="userId", min_length=1, max_length=128)
+    display_name: str | None = Field(default=None, alias="displayName", min_length=1, max_length=128)
 
     @field_validator("access_key")
     @classmethod
@@ -45,6 +48,7 @@ class CredentialsFile(BaseModel):
             if cred.access_key in seen:
                 raise ValueError(f"duplicate access key {cred.access_key!r}")
             seen.add(cred.access_key)
+        # Two keys may name one userId: one user's old and new key while it is rotated.
         return self
 
 
@@ -54,6 +58,11 @@ class CredentialsError(Exception):
 
 def load_credentials(path: Path) -> dict[str, str]:
     """Read a credentials file and return access key -> secret key."""
+    return {c.access_key: c.secret_key for c in read_credentials_file(path).credentials}
+
+
+def read_credentials_file(path: Path) -> CredentialsFile:
+    """The whole file, validated (CredentialsError with one line otherwise)."""
     try:
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -69,4 +78,4 @@ def load_credentials(path: Path) -> dict[str, str]:
         where = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         raise CredentialsError(f"invalid credentials file {path}: {where + ': ' if where else ''}{msg}") from None
-    return {c.access_key: c.secret_key for c in parsed.credentials}
+    return parsed

@@ -1,0 +1,46 @@
+"""Who an access key is: a principal with a stable canonical user id and a display name, as S3 reports
+an Owner. From the credentials file's optional `userId` / `displayName`; derived when absent, the same
+way every time (the id is the SHA-256 of the access key, the name the access key), so owners shown
+before these fields existed stay the same."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .credentials import Credential
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    access_key: str
+    user_id: str
+    display_name: str
+
+    @classmethod
+    def derived(cls, access_key: str) -> Principal:
+        return cls(access_key, hashlib.sha256(access_key.encode()).hexdigest(), access_key)
+
+
+class Principals:
+    """Access key -> principal; replaced whole when the credentials file is reloaded."""
+
+    def __init__(self, credentials: Iterable[Credential] = ()) -> None:
+        self._by_key: dict[str, Principal] = {}
+        self.replace(credentials)
+
+    def replace(self, credentials: Iterable[Credential]) -> None:
+        table: dict[str, Principal] = {}
+        for cred in credentials:
+            derived = Principal.derived(cred.access_key)
+            table[cred.access_key] = Principal(
+                cred.access_key, cred.user_id or derived.user_id, cred.display_name or derived.display_name
+            )
+        self._by_key = table
+
+    def get(self, access_key: str) -> Principal:
+        """The key's principal (derived for a key the file does not name, such as an upload's initiator
+        whose key was removed since)."""
+        found = self._by_key.get(access_key)
+        return found if found is not None else Principal.derived(access_key)
