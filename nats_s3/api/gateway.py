@@ -41,7 +41,7 @@ class Gateway:
             RenderErrors(),
             Addressing(settings.domain),
             Authentication(verifier),
-            Cors(),
+            Cors(lambda: self.services),
             Routing(),
             Authorization(),
         ]

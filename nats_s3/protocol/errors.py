@@ -70,6 +70,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
         "The XML you provided was not well-formed or did not validate against our published schema.",
     ),
     "NoSuchTagSet": (404, "The TagSet does not exist"),
+    "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist"),
     "IllegalLocationConstraintException": (
         400,
         "The location constraint is incompatible for the region specific endpoint this request was sent to.",

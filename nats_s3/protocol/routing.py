@@ -11,7 +11,7 @@ from .errors import S3Error
 # Sub-resources S3 defines that this gateway does not serve (yet): answered 501 NotImplemented.
 UNSUPPORTED_SUBRESOURCES = frozenset(
     {
-        "accelerate", "analytics", "cors", "encryption", "intelligent-tiering",
+        "accelerate", "analytics", "encryption", "intelligent-tiering",
         "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
         "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
         "replication", "requestPayment", "restore", "retention", "select", "session",
@@ -67,6 +67,11 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
             return Route("ListBuckets", None, None)
         raise S3Error("MethodNotAllowed")
     if key is None:
+        if "cors" in query:
+            cors = {"GET": "GetBucketCors", "PUT": "PutBucketCors", "DELETE": "DeleteBucketCors"}
+            if method not in cors:
+                raise S3Error("MethodNotAllowed")
+            return Route(cors[method], bucket, None)
         if "tagging" in query:
             tagging = {"GET": "GetBucketTagging", "PUT": "PutBucketTagging", "DELETE": "DeleteBucketTagging"}
             if method not in tagging:

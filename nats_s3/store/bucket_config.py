@@ -46,6 +46,7 @@ class BucketConfig(BaseModel):
     versioning: str = Versioning.NEVER.value
     acl: str = "private"  # a canned ACL (grants come with authorization)
     tags: dict[str, str] | None = None  # None: no tag set (GetBucketTagging answers NoSuchTagSet)
+    cors: list[dict[str, object]] | None = None  # CORS rules (protocol/cors.py); None: no configuration
 
     @property
     def versioning_state(self) -> Versioning:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...protocol.errors import S3Error
 from ...store import errors as store_errors
-from .. import acl, attributes, buckets, listing, multipart, objects, versions
+from .. import acl, attributes, buckets, cors_config, listing, multipart, objects, versions
 from ..context import S3Context
 from ..services import Services
 from .errors import store_error_to_s3
@@ -38,6 +38,9 @@ HANDLERS: dict[str, Handler] = {
     "PutBucketAcl": acl.put_bucket_acl,
     "GetObjectAcl": acl.get_object_acl,
     "PutObjectAcl": acl.put_object_acl,
+    "GetBucketCors": cors_config.get_bucket_cors,
+    "PutBucketCors": cors_config.put_bucket_cors,
+    "DeleteBucketCors": cors_config.delete_bucket_cors,
     "GetBucketTagging": buckets.get_bucket_tagging,
     "PutBucketTagging": buckets.put_bucket_tagging,
     "DeleteBucketTagging": buckets.delete_bucket_tagging,
@@ -78,6 +81,7 @@ class Dispatch:
         route, auth = exchange.route, exchange.auth
         assert route is not None and auth is not None  # routing and authorization came first
         ctx = S3Context(exchange.request, exchange.request_id, route, exchange.headers, exchange.query, auth)
+        ctx.response_headers.update(exchange.cors_headers)
         try:
             return await HANDLERS[route.operation](services, ctx)
         except store_errors.StoreError as exc:

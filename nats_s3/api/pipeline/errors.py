@@ -51,6 +51,8 @@ class RenderErrors(Step):
         exchange.error_code = err.code
         if err.status == 403:  # which check refused it: expired, not yet valid, skewed, ...
             exchange.error_reason = err.message[:200]
+        if exchange.cors_headers:  # a browser reads an error only if CORS allows it
+            err.headers = {**exchange.cors_headers, **err.headers}
         response = error_response(err, request, exchange.request_id)
         if err.status >= 500:
             log.warning("request failed", extra={"request_id": exchange.request_id, "error": str(err)})

@@ -29,6 +29,7 @@ class Exchange:
     authenticated: bool = False
     auth: AuthResult | None = None  # None: an anonymous request
     route: Route | None = None
+    cors_headers: dict[str, str] = field(default_factory=dict)  # for every answer, errors included
     error_code: str = ""  # for the access log: why the request was refused
     error_reason: str = ""
 

@@ -1,0 +1,47 @@
+"""Put/Get/DeleteBucketCors: a bucket's CORS rules, kept in its configuration record."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..protocol.cors import CorsRule, parse_cors, render_cors
+from ..protocol.errors import S3Error
+from ..store.bucket_config import BucketConfig
+from .body import read_request_xml
+from .context import S3Context
+from .services import Services
+
+MAX_CORS_BODY = 64 * 1024
+
+
+async def get_bucket_cors(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_bucket(ctx.bucket)
+    stored = services.store.configs.get(ctx.bucket).cors
+    if not stored:
+        raise S3Error("NoSuchCORSConfiguration", extra={"BucketName": ctx.bucket})
+    return ctx.xml("CORSConfiguration", render_cors([CorsRule.from_dict(rule) for rule in stored]))
+
+
+async def put_bucket_cors(services: Services, ctx: S3Context) -> web.Response:
+    # S3 insists on Content-MD5 (or a checksum header) for this body.
+    body = await read_request_xml(ctx, MAX_CORS_BODY, integrity_required=True)
+    rules = parse_cors(body)
+    await services.store.head_bucket(ctx.bucket)
+
+    def change(config: BucketConfig) -> BucketConfig:
+        config.cors = [rule.as_dict() for rule in rules]
+        return config
+
+    await services.store.configs.update(ctx.bucket, change)
+    return ctx.empty()
+
+
+async def delete_bucket_cors(services: Services, ctx: S3Context) -> web.Response:
+    await services.store.head_bucket(ctx.bucket)
+
+    def change(config: BucketConfig) -> BucketConfig:
+        config.cors = None
+        return config
+
+    await services.store.configs.update(ctx.bucket, change)
+    return ctx.empty(204)
