@@ -124,13 +124,18 @@ def test_hostile_xml_refused(gateway, bucket: str, s3, payload: bytes) -> None:
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"kept"
 
 
-@pytest.mark.parametrize("query", ["replication", "website", "encryption", "policy", "cors", "lifecycle"])
+@pytest.mark.parametrize("query", ["replication", "website", "encryption", "policy", "lifecycle"])
 def test_unknown_subresources_not_implemented(gateway, bucket: str, query: str) -> None:
     resp = signed_request("GET", f"{gateway.endpoint}/{bucket}?{query}")
     assert resp.status_code == 501
     assert "<Code>NotImplemented</Code>" in resp.text
     resp = signed_request("PUT", f"{gateway.endpoint}/{bucket}/obj?{query}", body=b"<x/>")
     assert resp.status_code == 501
+
+
+def test_bucket_only_subresources_on_an_object(gateway, bucket: str) -> None:
+    resp = signed_request("PUT", f"{gateway.endpoint}/{bucket}/obj?cors", body=b"<x/>")
+    assert resp.status_code == 501 and signed_request("HEAD", f"{gateway.endpoint}/{bucket}/obj").status_code == 404
 
 
 def test_method_not_allowed(gateway, bucket: str) -> None:

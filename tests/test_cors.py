@@ -104,3 +104,26 @@ def test_actual_requests_carry_the_allowed_origin(s3, bucket: str, gateway) -> N
     assert put.status_code == 200 and "Access-Control-Allow-Origin" not in put.headers
     plain = signed_request("GET", f"{gateway.endpoint}/{bucket}/k")
     assert "Access-Control-Allow-Origin" not in plain.headers
+
+
+def test_a_cors_change_applies_on_every_gateway_within_a_second(s3, bucket: str, nats_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from .support import GatewayProcess, write_credentials
+
+    other = GatewayProcess(write_credentials(tmp_path / "c.json"), nats_url).start()
+    try:
+        url = f"{other.endpoint}/{bucket}/k"
+        assert preflight(url, "https://app.example.com", "GET").status_code == 403
+        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration=RULES)  # through the session's gateway
+        started = time.monotonic()
+        while preflight(url, "https://app.example.com", "GET").status_code != 200:
+            assert time.monotonic() - started < 1.0, "the other gateway did not see the change within 1 s"
+            time.sleep(0.02)
+        s3.delete_bucket_cors(Bucket=bucket)
+        started = time.monotonic()
+        while preflight(url, "https://app.example.com", "GET").status_code != 403:
+            assert time.monotonic() - started < 1.0
+            time.sleep(0.02)
+    finally:
+        other.stop()

@@ -51,6 +51,8 @@ def test_owner_is_the_principal_everywhere_s3_reports_one(nats_url: str, tmp_pat
         # The upload's initiator stays who started it, whoever lists it.
         assert plain.list_parts(Bucket=bucket, Key="mp", UploadId=upload)["Initiator"] == expected
         named.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload)
+        # A bucket's owner is who created it, whoever asks.
+        assert plain.get_bucket_acl(Bucket=bucket)["Owner"] == expected
         # A key without the new fields: derived, the same as before they existed.
         derived = {"ID": hashlib.sha256(b"plain-key").hexdigest(), "DisplayName": "plain-key"}
         assert plain.list_buckets()["Owner"] == derived

@@ -35,10 +35,17 @@ _CANNED_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
 assert set(_CANNED_GRANTS) == CANNED_ACLS
 
 
-def render_acl(services: Services, ctx: S3Context, canned: str) -> web.Response:
+def render_acl(services: Services, ctx: S3Context, canned: str, owner_id: str = "") -> web.Response:
+    """`owner_id`: the resource's owner (a bucket records who created it); else the caller, as for
+    buckets made before owners were recorded."""
     # Written by hand: a Grantee needs an xsi:type attribute (s3cmd reads it), which build() does not do.
     principal = services.principals.get(ctx.auth.access_key)
-    owner_id, name = escape_text(principal.user_id), escape_text(principal.display_name)
+    if owner_id and owner_id != principal.user_id:
+        found = services.principals.by_user_id(owner_id)
+        display = found.display_name if found is not None else owner_id
+        owner_id, name = escape_text(owner_id), escape_text(display)
+    else:
+        owner_id, name = escape_text(principal.user_id), escape_text(principal.display_name)
     owner = f"<ID>{owner_id}</ID><DisplayName>{name}</DisplayName>"
     full = "<Permission>FULL_CONTROL</Permission>"
     grants = [f'<Grant><Grantee {_XSI} xsi:type="CanonicalUser">{owner}</Grantee>{full}</Grant>']
@@ -85,7 +92,8 @@ async def requested_acl(services: Services, ctx: S3Context) -> str:
 
 async def get_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-    return render_acl(services, ctx, services.store.configs.get(ctx.bucket).acl)
+    config = services.store.configs.get(ctx.bucket)
+    return render_acl(services, ctx, config.acl, config.owner)
 
 
 async def put_bucket_acl(services: Services, ctx: S3Context) -> web.Response:

@@ -119,7 +119,7 @@ async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
                 f"this request was sent to ({region}).",
             )
     try:
-        await services.store.create_bucket(ctx.bucket)
+        await services.store.create_bucket(ctx.bucket, services.principals.get(ctx.auth.access_key).user_id)
     except store_errors.BucketAlreadyExists:
         # S3's legacy rule in us-east-1: creating a bucket you already own succeeds and changes nothing.
         if region != "us-east-1":

@@ -39,6 +39,10 @@ class Principals:
             )
         self._by_key = table
 
+    def by_user_id(self, user_id: str) -> Principal | None:
+        """The principal with this canonical user id (any of its keys), if the file still names it."""
+        return next((p for p in self._by_key.values() if p.user_id == user_id), None)
+
     def get(self, access_key: str) -> Principal:
         """The key's principal (derived for a key the file does not name, such as an upload's initiator
         whose key was removed since)."""

@@ -101,6 +101,8 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
         if operation is None:
             raise S3Error("MethodNotAllowed")
         return Route(operation, bucket, key)
+    if "cors" in query:  # a bucket sub-resource: on an object it is no operation S3 has
+        raise S3Error("NotImplemented", "The 'cors' sub-resource applies to buckets only.")
     if "attributes" in query:
         if method != "GET":
             raise S3Error("MethodNotAllowed")

@@ -44,6 +44,7 @@ class BucketConfig(BaseModel):
     name: str
     created: str = ""
     versioning: str = Versioning.NEVER.value
+    owner: str = ""  # canonical user id of the principal that created it ("" for buckets made before owners)
     acl: str = "private"  # a canned ACL (grants come with authorization)
     tags: dict[str, str] | None = None  # None: no tag set (GetBucketTagging answers NoSuchTagSet)
     cors: list[dict[str, object]] | None = None  # CORS rules (protocol/cors.py); None: no configuration
@@ -124,9 +125,9 @@ class BucketConfigs:
             await self.records.create(_record_key(bucket), config.model_dump_json().encode())
             self._cache.setdefault(naming.nats_bucket(bucket), config)
 
-    async def create(self, bucket: str, created: datetime) -> None:
+    async def create(self, bucket: str, created: datetime, owner: str = "") -> None:
         """A new bucket's record, replacing whatever a deleted bucket of that name left."""
-        config = BucketConfig(name=bucket, created=format_mtime(created.astimezone(UTC)))
+        config = BucketConfig(name=bucket, created=format_mtime(created.astimezone(UTC)), owner=owner)
         key = _record_key(bucket)
         for _ in range(CAS_RETRIES):
             revision = await self.records.last_revision(key)

@@ -96,7 +96,8 @@ class NatsStore(VersionedWrites):
 
     # ---- buckets ------------------------------------------------------------------------------
 
-    async def create_bucket(self, bucket: str) -> BucketInfo:
+    async def create_bucket(self, bucket: str, owner: str = "") -> BucketInfo:
+        """`owner`: the creating principal's canonical user id, kept in the bucket's configuration."""
         nb = naming.nats_bucket(bucket)
         stream = naming.stream_name(nb)
         # The server answers a create with an identical config by returning the existing stream.
@@ -120,7 +121,7 @@ class NatsStore(VersionedWrites):
                 raise BucketAlreadyExists(bucket)
             raise StoreUnavailable(f"create stream {stream}: {err.get('description')}")
         info = BucketInfo(bucket, _parse_created(resp.get("created")))
-        await self.configs.create(bucket, info.created)
+        await self.configs.create(bucket, info.created, owner)
         return info
 
     async def _stream_info(self, bucket: str) -> dict[str, Any]:
