@@ -8,7 +8,6 @@ from aiohttp import web
 from ..protocol.errors import S3Error
 from ..protocol.headers import ACL, CANNED_ACLS, canned_acl
 from ..protocol.xml import S3_NS, XML_DECLARATION, child_text, children, escape_text, local_name, parse_xml
-from ..store.bucket_config import BucketConfig
 from .body import read_request_xml
 from .context import XML_TYPE, S3Context
 from .objects import read_version_headers
@@ -100,11 +99,7 @@ async def put_bucket_acl(services: Services, ctx: S3Context) -> web.Response:
     acl = await requested_acl(services, ctx)
     await services.store.head_bucket(ctx.bucket)
 
-    def change(config: BucketConfig) -> BucketConfig:
-        config.acl = acl
-        return config
-
-    await services.store.configs.update(ctx.bucket, change)
+    await services.store.configs.set_fields(ctx.bucket, acl=acl)
     return ctx.empty()
 
 

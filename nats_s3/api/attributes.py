@@ -7,7 +7,7 @@ from aiohttp import web
 from ..protocol import checksums
 from ..protocol.errors import S3Error
 from ..protocol.headers import http_date
-from ..protocol.numbers import parse_int
+from ..protocol.numbers import int_argument
 from ..protocol.xml import XmlChild
 from ..store.models import ObjectInfo
 from .context import S3Context
@@ -38,20 +38,6 @@ def _requested(ctx: S3Context) -> set[str]:
     return names
 
 
-def _header_int(ctx: S3Context, name: str, default: int, low: int, high: int) -> int:
-    raw = ctx.headers.get(name)
-    if raw is None:
-        return default
-    value = parse_int(raw.strip())
-    if value is None or not low <= value <= high:
-        raise S3Error(
-            "InvalidArgument",
-            f"Argument {name} must be an integer between {low} and {high}",
-            extra={"ArgumentName": name, "ArgumentValue": raw[:64]},
-        )
-    return value
-
-
 def _object_parts(info: ObjectInfo, max_parts: int, marker: int) -> list[XmlChild]:
     numbers = info.part_numbers or tuple((index + 1, None) for index in range(len(info.parts)))
     sizes = [part.size for part in info.parts]
@@ -77,8 +63,8 @@ def _object_parts(info: ObjectInfo, max_parts: int, marker: int) -> list[XmlChil
 async def get_object_attributes(services: Services, ctx: S3Context) -> web.Response:
     check_key(ctx.key)
     wanted = _requested(ctx)
-    max_parts = _header_int(ctx, "x-amz-max-parts", MAX_PARTS, 0, 2**31 - 1)
-    marker = _header_int(ctx, "x-amz-part-number-marker", 0, 0, 2**31 - 1)
+    max_parts = int_argument(ctx.headers.get("x-amz-max-parts"), "x-amz-max-parts", MAX_PARTS, 0, 2**31 - 1)
+    marker = int_argument(ctx.headers.get("x-amz-part-number-marker"), "x-amz-part-number-marker", 0, 0, 2**31 - 1)
     info = await services.store.head_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
     items: list[XmlChild] = []
     if "ETag" in wanted:

@@ -7,14 +7,13 @@ import base64
 from aiohttp import web
 
 from ..protocol.errors import S3Error
-from ..protocol.headers import canned_acl, tags_from_xml_pairs
+from ..protocol.headers import canned_acl, tag_set_items, tags_from_xml
 from ..protocol.numbers import parse_int
 from ..protocol.xml import (
     S3_NS,
     XML_DECLARATION,
     XmlChild,
     child_text,
-    children,
     escape_text,
     iso8601,
     local_name,
@@ -22,7 +21,6 @@ from ..protocol.xml import (
 )
 from ..store import errors as store_errors
 from ..store import naming
-from ..store.bucket_config import BucketConfig
 from .body import read_request_xml
 from .context import XML_TYPE, S3Context
 from .listing import owner_items
@@ -126,12 +124,7 @@ async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
             raise
         return ctx.empty(headers={"Location": f"/{ctx.bucket}"})
     if canned not in (None, "private"):
-
-        def set_acl(config: BucketConfig) -> BucketConfig:
-            config.acl = canned
-            return config
-
-        await services.store.configs.update(ctx.bucket, set_acl)
+        await services.store.configs.set_fields(ctx.bucket, acl=canned)
     return ctx.empty(headers={"Location": f"/{ctx.bucket}"})
 
 
@@ -162,40 +155,18 @@ async def get_bucket_tagging(services: Services, ctx: S3Context) -> web.Response
     tags = services.store.configs.get(ctx.bucket).tags
     if tags is None:
         raise S3Error("NoSuchTagSet", extra={"BucketName": ctx.bucket})
-    return ctx.xml("Tagging", [("TagSet", [("Tag", [("Key", k), ("Value", v)]) for k, v in tags.items()])])
+    return ctx.xml("Tagging", [("TagSet", tag_set_items(tags.items()))])
 
 
 async def put_bucket_tagging(services: Services, ctx: S3Context) -> web.Response:
     body = await read_request_xml(ctx, MAX_TAGGING_BODY, integrity_required=True)
-    root = parse_xml(body)
-    tag_sets = children(root, "TagSet")
-    if local_name(root) != "Tagging" or len(tag_sets) != 1:
-        raise S3Error("MalformedXML")
-    pairs: list[tuple[str, str]] = []
-    for tag in children(tag_sets[0], "Tag"):
-        name, value = child_text(tag, "Key"), child_text(tag, "Value")
-        if name is None or value is None:
-            raise S3Error("MalformedXML")
-        if name.lower().startswith("aws:"):
-            raise S3Error("InvalidTag", "System tags cannot be added/updated by requester")
-        pairs.append((name, value))
-    tags = tags_from_xml_pairs(pairs, bucket=True)
+    tags = tags_from_xml(body, bucket=True)
     await services.store.head_bucket(ctx.bucket)
-
-    def change(config: BucketConfig) -> BucketConfig:
-        config.tags = tags
-        return config
-
-    await services.store.configs.update(ctx.bucket, change)
+    await services.store.configs.set_fields(ctx.bucket, tags=tags)
     return ctx.empty(204)
 
 
 async def delete_bucket_tagging(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-
-    def change(config: BucketConfig) -> BucketConfig:
-        config.tags = None
-        return config
-
-    await services.store.configs.update(ctx.bucket, change)
+    await services.store.configs.set_fields(ctx.bucket, tags=None)
     return ctx.empty(204)

@@ -6,7 +6,6 @@ from aiohttp import web
 
 from ..protocol.cors import CorsRule, parse_cors, render_cors
 from ..protocol.errors import S3Error
-from ..store.bucket_config import BucketConfig
 from .body import read_request_xml
 from .context import S3Context
 from .services import Services
@@ -27,21 +26,11 @@ async def put_bucket_cors(services: Services, ctx: S3Context) -> web.Response:
     body = await read_request_xml(ctx, MAX_CORS_BODY, integrity_required=True)
     rules = parse_cors(body)
     await services.store.head_bucket(ctx.bucket)
-
-    def change(config: BucketConfig) -> BucketConfig:
-        config.cors = [rule.as_dict() for rule in rules]
-        return config
-
-    await services.store.configs.update(ctx.bucket, change)
+    await services.store.configs.set_fields(ctx.bucket, cors=[rule.as_dict() for rule in rules])
     return ctx.empty()
 
 
 async def delete_bucket_cors(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-
-    def change(config: BucketConfig) -> BucketConfig:
-        config.cors = None
-        return config
-
-    await services.store.configs.update(ctx.bucket, change)
+    await services.store.configs.set_fields(ctx.bucket, cors=None)
     return ctx.empty(204)

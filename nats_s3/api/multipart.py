@@ -11,7 +11,7 @@ from aiohttp import web
 from ..protocol import checksums
 from ..protocol.errors import S3Error
 from ..protocol.headers import check_copy_source_conditions, stored_headers
-from ..protocol.numbers import parse_int, parse_uint, parse_uint_clamped
+from ..protocol.numbers import int_argument, parse_uint, parse_uint_clamped
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
 from ..store.models import BodyDigests, Checksum, ObjectInfo
@@ -35,23 +35,7 @@ CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
 
 
 def _int_arg(ctx: S3Context, name: str, default: int, low: int, high: int | None = None) -> int:
-    raw = ctx.query.get(name)
-    if raw is None:
-        return default
-    value = parse_int(raw)
-    if value is None:
-        raise S3Error(
-            "InvalidArgument",
-            f"Provided {name} not an integer or within integer range",
-            extra={"ArgumentName": name, "ArgumentValue": raw},
-        )
-    if value < low or (high is not None and value > high):
-        raise S3Error(
-            "InvalidArgument",
-            f"Argument {name} must be an integer between {low} and {high or 2**31 - 1}",
-            extra={"ArgumentName": name, "ArgumentValue": raw},
-        )
-    return value
+    return int_argument(ctx.query.get(name), name, default, low, high)
 
 
 def _upload_id(ctx: S3Context) -> str:

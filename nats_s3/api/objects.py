@@ -29,10 +29,11 @@ from ..protocol.headers import (
     parse_range,
     parse_tagging_header,
     stored_headers,
-    tags_from_xml_pairs,
+    tag_set_items,
+    tags_from_xml,
 )
 from ..protocol.numbers import parse_uint
-from ..protocol.raw_headers import from_stored, has_raw_bytes
+from ..protocol.raw_headers import from_stored
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
 from ..store import naming
@@ -284,8 +285,6 @@ def parse_copy_source(value: str) -> CopySource:
     """`x-amz-copy-source`: `[/]bucket/key[?versionId=id]`, the bucket and key URL-encoded."""
     source, _, query = value.partition("?")
     try:
-        if has_raw_bytes(source):  # bytes sent raw, not URL-encoded
-            raise UnicodeDecodeError("utf-8", b"", 0, 1, "raw bytes in x-amz-copy-source")
         source = unquote(source, errors="strict")
     except UnicodeDecodeError:
         raise S3Error("InvalidArgument", "Invalid copy source encoding.") from None
@@ -444,9 +443,8 @@ async def get_object_tagging(services: Services, ctx: S3Context) -> web.Response
     check_key(ctx.key)
     info = await services.store.head_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
     tags = parse_qsl(info.headers.get(TAGGING, ""), keep_blank_values=True)
-    tag_items: list[XmlChild] = [("Tag", [("Key", k), ("Value", v)]) for k, v in tags]
     ctx.response_headers.update(read_version_headers(services, ctx, info))
-    return ctx.xml("Tagging", [("TagSet", tag_items)])
+    return ctx.xml("Tagging", [("TagSet", tag_set_items(tags))])
 
 
 async def _change_tags(services: Services, ctx: S3Context, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
@@ -458,17 +456,7 @@ async def _change_tags(services: Services, ctx: S3Context, change: Callable[[dic
 async def put_object_tagging(services: Services, ctx: S3Context) -> web.Response:
     check_key(ctx.key)
     body = await read_request_xml(ctx, MAX_TAGGING_BODY)
-    root = parse_xml(body)
-    tag_sets = children(root, "TagSet")
-    if local_name(root) != "Tagging" or len(tag_sets) != 1:
-        raise S3Error("MalformedXML")
-    pairs: list[tuple[str, str]] = []
-    for tag in children(tag_sets[0], "Tag"):
-        name, value = child_text(tag, "Key"), child_text(tag, "Value")
-        if name is None or value is None:
-            raise S3Error("MalformedXML")
-        pairs.append((name, value))
-    encoded = encode_tags(tags_from_xml_pairs(pairs))
+    encoded = encode_tags(tags_from_xml(body))
 
     def change(headers: dict[str, str]) -> dict[str, str]:
         headers.pop(TAGGING, None)

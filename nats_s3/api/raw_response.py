@@ -22,15 +22,6 @@ class RawHeadersResponse(web.StreamResponse):
         if not replaced:
             await super()._write_headers()
             return
-        if not hasattr(self, "_send_headers_immediately"):
-            # An aiohttp without buffered headers (before 3.12): the bytes cannot be put on the wire
-            # exactly; send their Latin-1 reading rather than fail.
-            for name, value in list(self.headers.items()):
-                for marker, value_bytes in replaced.items():
-                    if value == marker.decode():
-                        self.headers[name] = value_bytes.decode("latin-1")
-            await super()._write_headers()
-            return
         immediately = self._send_headers_immediately
         self._send_headers_immediately = False
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from .errors import S3Error
 from .numbers import parse_uint_clamped
 from .raw_headers import has_raw_bytes, stored_size, to_stored
+from .xml import XmlChild, child_text, children, local_name, parse_xml
 
 # Headers stored with an object and returned on GET/HEAD (with x-amz-meta-*).
 CONTENT_HEADERS = (
@@ -234,12 +235,30 @@ def parse_tagging_header(value: str) -> dict[str, str]:
     return _check_tags(tags)
 
 
+def tag_set_items(tags: Iterable[tuple[str, str]]) -> list[XmlChild]:
+    """A TagSet's <Tag> elements, for Get{Object,Bucket}Tagging."""
+    return [("Tag", [("Key", key), ("Value", value)]) for key, value in tags]
+
+
 def encode_tags(tags: dict[str, str]) -> str:
     return urlencode(tags, quote_via=quote)
 
 
-def tags_from_xml_pairs(pairs: list[tuple[str, str]], *, bucket: bool = False) -> dict[str, str]:
-    """A TagSet's (Key, Value) pairs: at most 10 on an object and 50 on a bucket, no key twice."""
+def tags_from_xml(body: bytes, *, bucket: bool = False) -> dict[str, str]:
+    """A Put{Object,Bucket}Tagging body's TagSet: at most 10 tags on an object and 50 on a bucket, no
+    key twice, and on a bucket no `aws:` key (those are the system's)."""
+    root = parse_xml(body)
+    tag_sets = children(root, "TagSet")
+    if local_name(root) != "Tagging" or len(tag_sets) != 1:
+        raise S3Error("MalformedXML")
+    pairs: list[tuple[str, str]] = []
+    for tag in children(tag_sets[0], "Tag"):
+        name, value = child_text(tag, "Key"), child_text(tag, "Value")
+        if name is None or value is None:
+            raise S3Error("MalformedXML")
+        if bucket and name.lower().startswith("aws:"):
+            raise S3Error("InvalidTag", "System tags cannot be added/updated by requester")
+        pairs.append((name, value))
     tags = dict(pairs)
     if len(tags) != len(pairs):
         raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key", status=400)

@@ -3,6 +3,8 @@ bounded. `str.isdigit()` accepts "²" and `int()` then fails; `int()` of 5000 di
 
 from __future__ import annotations
 
+from .errors import S3Error
+
 MAX_DIGITS = 19  # every value the protocol carries fits in 63 bits
 HUGE = 2**63  # stands for a number with more digits than that: larger than any size or time
 
@@ -29,3 +31,24 @@ def parse_int(text: str) -> int | None:
     if magnitude is None:
         return None
     return -magnitude if negative else magnitude
+
+
+def int_argument(raw: str | None, name: str, default: int, low: int, high: int | None = None) -> int:
+    """A numeric request argument (query parameter or header) `name`: `default` when absent, else an
+    integer in [low, high]; InvalidArgument, as S3 words it, otherwise."""
+    if raw is None:
+        return default
+    value = parse_int(raw)
+    if value is None:
+        raise S3Error(
+            "InvalidArgument",
+            f"Provided {name} not an integer or within integer range",
+            extra={"ArgumentName": name, "ArgumentValue": raw[:64]},
+        )
+    if value < low or (high is not None and value > high):
+        raise S3Error(
+            "InvalidArgument",
+            f"Argument {name} must be an integer between {low} and {high or 2**31 - 1}",
+            extra={"ArgumentName": name, "ArgumentValue": raw[:64]},
+        )
+    return value

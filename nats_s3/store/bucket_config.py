@@ -155,6 +155,10 @@ class BucketConfigs:
             return updated
         raise StoreUnavailable(f"too many concurrent changes to the configuration of {bucket}")
 
+    async def set_fields(self, bucket: str, **fields: object) -> BucketConfig:
+        """Set some of the bucket's settings (acl=..., tags=..., cors=...), compare-and-set."""
+        return await self.update(bucket, lambda config: config.model_copy(update=fields))
+
     async def forget(self, bucket: str) -> None:
         key = _record_key(bucket)
         with contextlib.suppress(RecordConflict):
