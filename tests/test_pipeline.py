@@ -123,7 +123,7 @@ async def test_cors_preflight(serve) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_routing_and_authorization(serve) -> None:  # type: ignore[no-untyped-def]
-    steps = [RenderErrors(), Addressing(None), Authentication(VERIFIER), Cors(), Routing(), Authorization()]
+    steps = [RenderErrors(), Addressing(None), Authentication(VERIFIER), Cors(), Routing(), Authorization(lambda: None)]
     base = await serve(steps)
     url = f"{base}/bkt/k?tagging"
     got = json.loads((await fetch("PUT", url, sign("PUT", url)))[1])
@@ -131,10 +131,12 @@ async def test_routing_and_authorization(serve) -> None:  # type: ignore[no-unty
     copy = f"{base}/bkt/k"
     headers = sign("PUT", copy, headers={"x-amz-copy-source": "/bkt/other"})
     assert json.loads((await fetch("PUT", copy, headers))[1])["operation"] == "CopyObject"
-    # Anonymous: refused, whatever it asks, before the API tells it anything.
-    for method, path in (("GET", "/bkt/k"), ("GET", "/bkt/k?torrent"), ("PATCH", "/bkt"), ("GET", "/UPPER")):
+    # Anonymous: refused (with no store attached: nothing is public), before the API tells it anything.
+    for method, path in (("GET", "/bkt/k"), ("GET", "/bkt/k?torrent"), ("PATCH", "/bkt")):
         status, body, _ = await fetch(method, base + path)
         assert status == 403 and "<Code>AccessDenied</Code>" in body, path
+    status, body, _ = await fetch("GET", f"{base}/UPPER")  # never a NATS subject, whoever asks
+    assert status == 400 and "<Code>InvalidBucketName</Code>" in body
     # Signed: the real answer.
     odd = f"{base}/bkt/k?torrent"
     status, body, _ = await fetch("GET", odd, sign("GET", odd))
@@ -166,7 +168,7 @@ async def test_errors_render_as_s3_xml(serve) -> None:  # type: ignore[no-untype
 async def test_observe_counts_and_logs_each_request(serve, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
     metrics = Metrics()
     steps = [Observe(metrics), RenderErrors(), Addressing(None), Authentication(VERIFIER), Cors(), Routing(),
-             Authorization()]  # fmt: skip
+             Authorization(lambda: None)]  # fmt: skip
     base = await serve(steps)
     with caplog.at_level(logging.INFO, logger="nats_s3.access"):
         url = f"{base}/bkt/k"

@@ -22,6 +22,7 @@ from ..protocol.xml import (
 from ..store import errors as store_errors
 from ..store import naming
 from .body import read_request_xml
+from .bucket_access import check_ownership_allowed, parse_ownership
 from .context import XML_TYPE, S3Context
 from .listing import owner_items
 from .services import Services
@@ -78,6 +79,10 @@ async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
     after = _decode_token(token) if token else None
     wanted_region = ctx.query.get("bucket-region")
     buckets = await services.store.list_buckets()
+    principal = ctx.principal
+    if services.principals.multi_user and principal is not None and not principal.admin:
+        configs = services.store.configs
+        buckets = [b for b in buckets if configs.get(b.name).owner == principal.user_id]
     if wanted_region is not None and wanted_region != region:
         buckets = []
     chosen = [b for b in buckets if b.name.startswith(prefix) and (after is None or b.name > after)]
@@ -87,7 +92,8 @@ async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
     entries: list[XmlChild] = [
         ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created)), ("BucketRegion", region)]) for b in chosen
     ]
-    items: list[XmlChild] = [("Owner", owner_items(services.principals.get(ctx.auth.access_key))), ("Buckets", entries)]
+    assert principal is not None  # an anonymous ListBuckets was refused
+    items: list[XmlChild] = [("Owner", owner_items(principal)), ("Buckets", entries)]
     if more:
         items.append(("ContinuationToken", _encode_token(chosen[-1].name)))
     if "prefix" in ctx.query:
@@ -116,15 +122,30 @@ async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
                 f"The {constraint[:64]} location constraint is incompatible for the region specific endpoint "
                 f"this request was sent to ({region}).",
             )
+    ownership = (
+        parse_ownership(ctx.headers["x-amz-object-ownership"]) if "x-amz-object-ownership" in ctx.headers else None
+    )
+    assert ctx.principal is not None  # an anonymous CreateBucket was refused
+    owner = ctx.principal.user_id
+    if ownership is not None:
+        check_ownership_allowed(canned or "private", owner, ownership)
     try:
-        await services.store.create_bucket(ctx.bucket, services.principals.get(ctx.auth.access_key).user_id)
+        await services.store.create_bucket(ctx.bucket, owner)
     except store_errors.BucketAlreadyExists:
+        existing = services.store.configs.get(ctx.bucket).owner
+        if services.principals.multi_user and existing != owner:
+            raise S3Error("BucketAlreadyExists", extra={"BucketName": ctx.bucket}) from None
         # S3's legacy rule in us-east-1: creating a bucket you already own succeeds and changes nothing.
         if region != "us-east-1":
             raise
         return ctx.empty(headers={"Location": f"/{ctx.bucket}"})
+    settings: dict[str, object] = {}
     if canned not in (None, "private"):
-        await services.store.configs.set_fields(ctx.bucket, acl=canned)
+        settings["acl"] = canned
+    if ownership is not None:
+        settings["ownership"] = ownership
+    if settings:
+        await services.store.configs.set_fields(ctx.bucket, **settings)
     return ctx.empty(headers={"Location": f"/{ctx.bucket}"})
 
 

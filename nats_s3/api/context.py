@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from ..auth.principals import Principal
 from ..protocol.errors import S3Error
 from ..protocol.routing import Route
 from ..protocol.sigv4 import AuthResult, SignedRequest
@@ -52,6 +53,15 @@ def signed_request(request: web.Request, headers: Mapping[str, str], pairs: list
     )
 
 
+def anonymous_auth(headers: Mapping[str, str]) -> AuthResult:
+    """What the body readers need to know of an unsigned request: the payload hash it declares, if it
+    declares one that can be checked without a signature; chunk signatures need a signer."""
+    declared = headers.get("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+    if declared.startswith("STREAMING-") and declared != "STREAMING-UNSIGNED-PAYLOAD-TRAILER":
+        raise S3Error("AccessDenied", "A signed payload needs a signed request.")
+    return AuthResult("", declared, False, "", "", b"", "")
+
+
 @dataclass
 class S3Context:
     request: web.Request
@@ -59,7 +69,10 @@ class S3Context:
     route: Route
     headers: dict[str, str]
     query: dict[str, str]
-    auth: AuthResult
+    auth: AuthResult  # an anonymous request's: anonymous_auth()
+    principal: Principal | None = None  # None: anonymous
+    # DeleteObjects: whether the caller may delete one of its keys (None: it may delete any)
+    may_delete: Callable[[str, str | None], Awaitable[bool]] | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -43,7 +43,7 @@ class Gateway:
             Authentication(verifier),
             Cors(lambda: self.services),
             Routing(),
-            Authorization(),
+            Authorization(lambda: self.services),
         ]
         self._chain: Next = chain(steps, Dispatch(lambda: self.services, lambda: self.not_ready))
 

@@ -73,6 +73,15 @@ def owner_items(principal: Principal) -> list[XmlChild]:
     return [("ID", principal.user_id), ("DisplayName", principal.display_name)]
 
 
+def bucket_owner_items(services: Services, ctx: S3Context) -> list[XmlChild]:
+    """The Owner a listing shows: the bucket's (the caller, for a bucket from before owners)."""
+    owner = services.store.configs.get(ctx.bucket).owner
+    found = services.principals.by_user_id(owner) if owner else ctx.principal
+    if found is not None:
+        return owner_items(found)
+    return [("ID", owner), ("DisplayName", owner)] if owner else []
+
+
 def _render_contents(out: list[str], objects: list[ListedObject], enc: Encoder, owner: str | None) -> None:
     """The <Contents> entries, written directly: this loop is most of a listing's cost."""
     for key, size, etag, mtime, algorithm, _ in objects:
@@ -105,7 +114,7 @@ async def list_objects(services: Services, ctx: S3Context, *, v2: bool) -> web.R
     else:
         after = q.get("marker", "")
     page = await services.store.list_page(ctx.bucket, prefix, delimiter, after, limit)
-    owner = owner_items(services.principals.get(ctx.auth.access_key))
+    owner = bucket_owner_items(services, ctx)
     fetch_owner = q.get("fetch-owner", "").lower() == "true"
     items: list[XmlChild] = [("Name", ctx.bucket), ("Prefix", enc(prefix))]
     if v2:

@@ -17,6 +17,7 @@ from ..store import errors as store_errors
 from ..store.models import BodyDigests, Checksum, ObjectInfo
 from ..store.multipart import MAX_PART_NUMBER, OPEN, PartRecord, UploadRecord
 from .body import UploadBody, copy_source, read_request_xml
+from .bucket_access import writer_owner
 from .context import S3Context
 from .listing import owner_items
 from .objects import (
@@ -64,8 +65,10 @@ async def create_multipart_upload(services: Services, ctx: S3Context) -> web.Res
         raise S3Error("InvalidRequest", f"The FULL_OBJECT checksum type is not supported for {algorithm}.")
     if checksum_type == "COMPOSITE" and algorithm == "CRC64NVME":
         raise S3Error("InvalidRequest", "The COMPOSITE checksum type is not supported for CRC64NVME.")
+    meta = stored_headers(ctx.headers)
+    writer_owner(services, ctx, meta)
     upload = await services.multipart.create(
-        ctx.bucket, ctx.key, stored_headers(ctx.headers),
+        ctx.bucket, ctx.key, meta,
         checksum_algorithm=algorithm, checksum_type=checksum_type, owner=ctx.auth.access_key,
         expiry=timedelta(seconds=services.settings.multipart_expiry),
     )  # fmt: skip

@@ -18,6 +18,7 @@ from ..protocol.errors import S3Error
 from ..protocol.headers import (
     ACL,
     DEFAULT_CONTENT_TYPE,
+    OWNER,
     RESPONSE_OVERRIDES,
     TAGGING,
     ByteRange,
@@ -39,6 +40,7 @@ from ..store import errors as store_errors
 from ..store import naming
 from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
 from .body import UploadBody, copy_source, read_request_xml
+from .bucket_access import writer_owner
 from .context import S3Context
 from .raw_response import RawHeadersResponse
 from .services import Services
@@ -78,6 +80,7 @@ def object_headers(info: ObjectInfo, with_checksum: bool) -> dict[str, str]:
     for name, value in info.headers.items():
         headers[name] = from_stored(value)
     headers.pop(ACL, None)
+    headers.pop(OWNER, None)
     if tagging := headers.pop(TAGGING, None):
         headers["x-amz-tagging-count"] = str(len(parse_qsl(tagging)))
     if with_checksum and info.checksum is not None:
@@ -91,6 +94,7 @@ async def put_object(services: Services, ctx: S3Context) -> web.Response:
     if "x-amz-copy-source" in ctx.headers:
         return await copy_object(services, ctx)
     meta = stored_headers(ctx.headers)
+    writer_owner(services, ctx, meta)
     condition = write_condition(ctx)
     settings = services.settings
     body = UploadBody(ctx.request, ctx.headers, ctx.auth, settings.http_read_timeout or settings.http_idle_timeout)
@@ -357,8 +361,10 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
     meta.pop(TAGGING, None)
     # An ACL is never copied: the copy gets the one its request names, private by default.
     meta.pop(ACL, None)
+    meta.pop(OWNER, None)
     if (acl := canned_acl(ctx.headers)) not in (None, "private"):
         meta[ACL] = acl
+    writer_owner(services, ctx, meta)
     if tagging_directive == "COPY" and TAGGING in source.headers:
         meta[TAGGING] = source.headers[TAGGING]
     elif tagging_directive == "REPLACE" and TAGGING in ctx.headers:
@@ -415,6 +421,8 @@ async def delete_objects(services: Services, ctx: S3Context) -> web.Response:
             if not key or len(key.encode()) > naming.MAX_KEY_BYTES:
                 raise S3Error("KeyTooLongError" if key else "InvalidArgument")
             version_id = version_id_arg(raw_version) if raw_version else None
+            if ctx.may_delete is not None and not await ctx.may_delete(key, version_id):
+                raise S3Error("AccessDenied")
             result = await services.store.delete_object(ctx.bucket, key, version_id)
         except S3Error as err:
             results.append(("Error", [("Key", key), ("VersionId", raw_version), ("Code", err.code),

@@ -19,7 +19,7 @@ from ..protocol.xml import (
 from ..store.versions import NULL, Versioning, is_uid
 from .body import read_request_xml
 from .context import XML_TYPE, S3Context
-from .listing import MAX_KEYS, encoder, max_keys, owner_items
+from .listing import MAX_KEYS, bucket_owner_items, encoder, max_keys
 from .services import Services
 
 MAX_CONFIG_BYTES = 64 * 1024
@@ -72,7 +72,7 @@ async def put_bucket_versioning(services: Services, ctx: S3Context) -> web.Respo
 
 def _owner_xml(services: Services, ctx: S3Context) -> str:
     parts: list[str] = []
-    render_items(parts, [("Owner", owner_items(services.principals.get(ctx.auth.access_key)))])
+    render_items(parts, [("Owner", bucket_owner_items(services, ctx))])
     return "".join(parts)
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..protocol.errors import S3Error
+from .policy import policy_from_document
+
 
 class Credential(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
@@ -16,6 +19,25 @@ class Credential(BaseModel):
     # Optional: the canonical user id and display name S3 reports as Owner (derived when absent).
     user_id: str | None = Field(default=None, alias="userId", min_length=1, max_length=128)
     display_name: str | None = Field(default=None, alias="displayName", min_length=1, max_length=128)
+    # Optional, and once any credential uses them the gateway has ordinary users: `admin` may do
+    # everything; `policy` (an IAM policy document) is what else the key may do besides its own buckets.
+    admin: bool = False
+    policy: dict[str, object] | None = None
+
+    @field_validator("policy")
+    @classmethod
+    def _check_policy(cls, value: dict[str, object] | None) -> dict[str, object] | None:
+        if value is not None:
+            try:
+                policy_from_document(value, None)
+            except S3Error as exc:
+                raise ValueError(f"policy: {exc.message}") from None
+        return value
+
+    @property
+    def scoped(self) -> bool:
+        """Whether this credential uses the fields that turn on ordinary users."""
+        return self.admin or self.policy is not None
 
     @field_validator("access_key")
     @classmethod

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .credentials import Credential
+from .policy import Policy, policy_from_document
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,8 @@ class Principal:
     access_key: str
     user_id: str
     display_name: str
+    admin: bool = False
+    policy: Policy | None = None  # the credential's own policy
 
     @classmethod
     def derived(cls, access_key: str) -> Principal:
@@ -28,16 +31,26 @@ class Principals:
 
     def __init__(self, credentials: Iterable[Credential] = ()) -> None:
         self._by_key: dict[str, Principal] = {}
+        # False while no credential uses `admin` or `policy`: then every key may do everything, as the
+        # Go nats-s3's file always meant.
+        self.multi_user = False
         self.replace(credentials)
 
     def replace(self, credentials: Iterable[Credential]) -> None:
         table: dict[str, Principal] = {}
+        multi_user = False
         for cred in credentials:
             derived = Principal.derived(cred.access_key)
+            policy = policy_from_document(cred.policy, None) if cred.policy is not None else None
             table[cred.access_key] = Principal(
-                cred.access_key, cred.user_id or derived.user_id, cred.display_name or derived.display_name
+                cred.access_key,
+                cred.user_id or derived.user_id,
+                cred.display_name or derived.display_name,
+                admin=cred.admin,
+                policy=policy,
             )
-        self._by_key = table
+            multi_user = multi_user or cred.scoped
+        self._by_key, self.multi_user = table, multi_user
 
     def by_user_id(self, user_id: str) -> Principal | None:
         """The principal with this canonical user id (any of its keys), if the file still names it."""

@@ -77,6 +77,16 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     ),
     "InvalidLocationConstraint": (400, "The specified location-constraint is not valid"),
     "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
+    "MalformedPolicy": (400, "Policies must be valid JSON and the first byte must be '{'"),
+    "NoSuchBucketPolicy": (404, "The bucket policy does not exist"),
+    "OwnershipControlsNotFoundError": (404, "The bucket ownership controls were not found"),
+    "NoSuchPublicAccessBlockConfiguration": (404, "The public access block configuration was not found"),
+    "AccessControlListNotSupported": (400, "The bucket does not allow ACLs"),
+    "InvalidBucketAclWithObjectOwnership": (
+        400,
+        "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+    ),
+    "UnresolvableGrantByEmailAddress": (400, "The e-mail address you provided does not match any account on record."),
 }
 
 

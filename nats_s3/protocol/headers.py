@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import parse_qsl, quote, urlencode
 
+from ..auth import grants
 from .errors import S3Error
 from .numbers import parse_uint_clamped
 from .raw_headers import has_raw_bytes, stored_size, to_stored
@@ -39,6 +40,8 @@ MAX_TAGS = 10
 MAX_BUCKET_TAGS = 50
 # A canned ACL is kept with an object under the name of the header that set it (never sent back on GET).
 ACL = "x-amz-acl"
+# Who wrote an object, kept where that is not the bucket's owner (a bucket with ObjectWriter ownership).
+OWNER = "x-amz-object-owner"
 CANNED_ACLS = frozenset(
     {
         "private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
@@ -201,11 +204,14 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def canned_acl(headers: Mapping[str, str]) -> str | None:
-    """The request's `x-amz-acl`, if any; a name that is not a canned ACL is InvalidArgument. Grants to
-    others (`x-amz-grant-*`) are NotImplemented until authorization exists, never silently dropped."""
-    if any(name.startswith("x-amz-grant-") for name in headers):
-        raise S3Error("NotImplemented", "Grants to other principals (x-amz-grant-*) are not implemented yet.")
+    """The ACL a request's headers set, as it is kept (auth/grants.py): an `x-amz-acl` canned ACL's name
+    (another name is InvalidArgument), or the `x-amz-grant-*` grants; None when it sets none."""
+    explicit = grants.from_headers(headers)
     value = headers.get(ACL)
+    if explicit is not None:
+        if value is not None:
+            raise S3Error("InvalidRequest", "Specifying both Canned ACLs and Header Grants is not allowed")
+        return grants.encode(explicit)
     if value is None:
         return None
     value = value.strip()

@@ -13,11 +13,26 @@ UNSUPPORTED_SUBRESOURCES = frozenset(
     {
         "accelerate", "analytics", "encryption", "intelligent-tiering",
         "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
-        "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
+        "object-lock",
         "replication", "requestPayment", "restore", "retention", "select", "session",
         "torrent", "website", "renameObject",
     }
 )  # fmt: skip
+
+
+def _get_put_delete(name: str) -> dict[str, str]:
+    return {"GET": f"Get{name}", "PUT": f"Put{name}", "DELETE": f"Delete{name}"}
+
+
+# Bucket sub-resources kept in the bucket's configuration: sub-resource -> method -> operation.
+_BUCKET_SETTINGS: dict[str, dict[str, str]] = {
+    "tagging": _get_put_delete("BucketTagging"),
+    "cors": _get_put_delete("BucketCors"),
+    "policy": _get_put_delete("BucketPolicy"),
+    "policyStatus": {"GET": "GetBucketPolicyStatus"},
+    "ownershipControls": _get_put_delete("BucketOwnershipControls"),
+    "publicAccessBlock": _get_put_delete("PublicAccessBlock"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +82,11 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
             return Route("ListBuckets", None, None)
         raise S3Error("MethodNotAllowed")
     if key is None:
-        if "cors" in query:
-            cors = {"GET": "GetBucketCors", "PUT": "PutBucketCors", "DELETE": "DeleteBucketCors"}
-            if method not in cors:
-                raise S3Error("MethodNotAllowed")
-            return Route(cors[method], bucket, None)
-        if "tagging" in query:
-            tagging = {"GET": "GetBucketTagging", "PUT": "PutBucketTagging", "DELETE": "DeleteBucketTagging"}
-            if method not in tagging:
-                raise S3Error("MethodNotAllowed")
-            return Route(tagging[method], bucket, None)
+        for name, operations in _BUCKET_SETTINGS.items():
+            if name in query:
+                if method not in operations:
+                    raise S3Error("MethodNotAllowed")
+                return Route(operations[method], bucket, None)
         if method == "GET":
             if "location" in query:
                 return Route("GetBucketLocation", bucket, None)
@@ -101,8 +111,9 @@ def resolve(method: str, bucket: str | None, key: str | None, query: Mapping[str
         if operation is None:
             raise S3Error("MethodNotAllowed")
         return Route(operation, bucket, key)
-    if "cors" in query:  # a bucket sub-resource: on an object it is no operation S3 has
-        raise S3Error("NotImplemented", "The 'cors' sub-resource applies to buckets only.")
+    for name in _BUCKET_SETTINGS:
+        if name in query:  # a bucket sub-resource: on an object it is no operation S3 has
+            raise S3Error("NotImplemented", f"The '{name}' sub-resource applies to buckets only.")
     if "attributes" in query:
         if method != "GET":
             raise S3Error("MethodNotAllowed")

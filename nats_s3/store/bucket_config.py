@@ -45,9 +45,20 @@ class BucketConfig(BaseModel):
     created: str = ""
     versioning: str = Versioning.NEVER.value
     owner: str = ""  # canonical user id of the principal that created it ("" for buckets made before owners)
-    acl: str = "private"  # a canned ACL (grants come with authorization)
+    acl: str = "private"  # a canned ACL's name, or explicit grants (auth/grants.py)
     tags: dict[str, str] | None = None  # None: no tag set (GetBucketTagging answers NoSuchTagSet)
     cors: list[dict[str, object]] | None = None  # CORS rules (protocol/cors.py); None: no configuration
+    policy: str | None = None  # the bucket policy as it was put (auth/policy.py)
+    ownership: str | None = None  # ObjectOwnership of the ownership controls; None: none set
+    public_access_block: dict[str, bool] | None = None  # BlockPublicAcls, ...; None: none set
+
+    @property
+    def acls_enabled(self) -> bool:
+        """BucketOwnerEnforced turns ACLs off: only policies grant access, the bucket owner owns all."""
+        return self.ownership != "BucketOwnerEnforced"
+
+    def blocks(self, setting: str) -> bool:
+        return bool(self.public_access_block and self.public_access_block.get(setting))
 
     @property
     def versioning_state(self) -> Versioning:

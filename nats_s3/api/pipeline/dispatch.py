@@ -8,8 +8,8 @@ from aiohttp import web
 
 from ...protocol.errors import S3Error
 from ...store import errors as store_errors
-from .. import acl, attributes, buckets, cors_config, listing, multipart, objects, versions
-from ..context import S3Context
+from .. import acl, attributes, bucket_access, buckets, cors_config, listing, multipart, objects, versions
+from ..context import S3Context, anonymous_auth
 from ..services import Services
 from .errors import store_error_to_s3
 from .exchange import Exchange
@@ -44,6 +44,16 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketTagging": buckets.get_bucket_tagging,
     "PutBucketTagging": buckets.put_bucket_tagging,
     "DeleteBucketTagging": buckets.delete_bucket_tagging,
+    "GetBucketPolicy": bucket_access.get_bucket_policy,
+    "PutBucketPolicy": bucket_access.put_bucket_policy,
+    "DeleteBucketPolicy": bucket_access.delete_bucket_policy,
+    "GetBucketPolicyStatus": bucket_access.get_bucket_policy_status,
+    "GetBucketOwnershipControls": bucket_access.get_bucket_ownership_controls,
+    "PutBucketOwnershipControls": bucket_access.put_bucket_ownership_controls,
+    "DeleteBucketOwnershipControls": bucket_access.delete_bucket_ownership_controls,
+    "GetPublicAccessBlock": bucket_access.get_public_access_block,
+    "PutPublicAccessBlock": bucket_access.put_public_access_block,
+    "DeletePublicAccessBlock": bucket_access.delete_public_access_block,
     "ListObjects": _list_v1,
     "ListObjectsV2": _list_v2,
     "DeleteObjects": objects.delete_objects,
@@ -79,8 +89,13 @@ class Dispatch:
         if not services.store.nc.is_connected:
             raise S3Error("ServiceUnavailable", "The storage backend (NATS) is not connected; retry shortly.")
         route, auth = exchange.route, exchange.auth
-        assert route is not None and auth is not None  # routing and authorization came first
-        ctx = S3Context(exchange.request, exchange.request_id, route, exchange.headers, exchange.query, auth)
+        assert route is not None  # routing came first
+        if auth is None:
+            auth = anonymous_auth(exchange.headers)
+        ctx = S3Context(
+            exchange.request, exchange.request_id, route, exchange.headers, exchange.query, auth,
+            exchange.principal, exchange.may_delete,
+        )  # fmt: skip
         ctx.response_headers.update(exchange.cors_headers)
         try:
             return await HANDLERS[route.operation](services, ctx)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from ...auth.principals import Principal
 from ...protocol.routing import Route
 from ...protocol.sigv4 import AuthResult
 
@@ -29,6 +30,8 @@ class Exchange:
     authenticated: bool = False
     auth: AuthResult | None = None  # None: an anonymous request
     route: Route | None = None
+    principal: Principal | None = None  # who signed it (authorization looks it up)
+    may_delete: MayDelete | None = None  # DeleteObjects: whether the caller may delete one of its keys
     cors_headers: dict[str, str] = field(default_factory=dict)  # for every answer, errors included
     error_code: str = ""  # for the access log: why the request was refused
     error_reason: str = ""
@@ -41,6 +44,7 @@ class Exchange:
 # Where a request keeps its exchange (the 100-continue check starts it, the chain goes on with it).
 EXCHANGE_KEY: web.RequestKey[Exchange] = web.RequestKey("s3.exchange", Exchange)
 
+MayDelete = Callable[[str, str | None], Awaitable[bool]]
 Next = Callable[[Exchange], Awaitable[web.StreamResponse]]
 
 

@@ -20,13 +20,12 @@ class Routing(Step):
             raise
         exchange.route = route
         exchange.operation = route.operation
-        if exchange.auth is not None:
-            # A name that cannot be a bucket never becomes a NATS subject.
-            if route.bucket is not None and not naming.is_valid_bucket_name(route.bucket):
-                raise S3Error("InvalidBucketName", extra={"BucketName": route.bucket[:255]})
-            if route.key is not None and len(route.key.encode()) > naming.MAX_KEY_BYTES:
-                size = str(len(route.key.encode()))
-                raise S3Error("KeyTooLongError", extra={"Size": size, "MaxSizeAllowed": str(naming.MAX_KEY_BYTES)})
+        # A name that cannot be a bucket never becomes a NATS subject.
+        if route.bucket is not None and not naming.is_valid_bucket_name(route.bucket):
+            raise S3Error("InvalidBucketName", extra={"BucketName": route.bucket[:255]})
+        if route.key is not None and len(route.key.encode()) > naming.MAX_KEY_BYTES:
+            size = str(len(route.key.encode()))
+            raise S3Error("KeyTooLongError", extra={"Size": size, "MaxSizeAllowed": str(naming.MAX_KEY_BYTES)})
         if exchange.operation in ("PutObject", "UploadPart") and "x-amz-copy-source" in exchange.headers:
             exchange.operation = "CopyObject" if exchange.operation == "PutObject" else "UploadPartCopy"
         return await next(exchange)
