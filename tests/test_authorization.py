@@ -4,61 +4,24 @@ request the bucket's data and settings are read back and must be unchanged."""
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
-from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .conftest import empty_bucket, make_client
+from .conftest import empty_bucket
 from .support import GatewayProcess
+from .users import ACME, ADMIN, ALICE, BOB, SCOPED, Client, anonymous, client, users_gateway
 
-ACME = f"acme-{uuid.uuid4().hex[:10]}"
-ADMIN = {"accessKey": "authz-admin", "secretKey": "admin-secret-1", "admin": True}
-ALICE = {"accessKey": "authz-alice", "secretKey": "alice-secret-1", "userId": "alice-0001", "displayName": "Alice"}
-BOB = {"accessKey": "authz-bob", "secretKey": "bob-secret-01", "userId": "bob-0002", "displayName": "Bob"}
-# The scoped credential gateways of this kind ship: get, put and list under acme/datasets/, nothing else.
-SCOPED = {
-    "accessKey": "authz-scoped",
-    "secretKey": "scoped-secret-1",
-    "policy": {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-             "Resource": f"arn:aws:s3:::{ACME}/datasets/*"},
-            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{ACME}",
-             "Condition": {"StringLike": {"s3:prefix": "datasets/*"}}},
-        ],
-    },
-}  # fmt: skip
+__all__ = ["users_gateway"]  # the fixture
 
-Client = Any
 Op = Callable[[Client, str, str, str], object]
-
-
-def client(gw: GatewayProcess, cred: dict[str, Any]) -> Client:
-    return make_client(gw.endpoint, access=cred["accessKey"], secret=cred["secretKey"])
-
-
-def anonymous(gw: GatewayProcess) -> Client:
-    config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, signature_version=UNSIGNED)
-    return boto3.client("s3", endpoint_url=gw.endpoint, region_name="us-east-1", config=config)
-
-
-@pytest.fixture(scope="module")
-def users_gateway(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    path = tmp_path_factory.mktemp("authz") / "credentials.json"
-    path.write_text(json.dumps({"credentials": [ADMIN, ALICE, BOB, SCOPED]}))
-    gw = GatewayProcess(path, nats_url).start()
-    yield gw
-    gw.stop()
 
 
 def _prefix(key: str) -> str:
@@ -169,8 +132,8 @@ ALLOWED: dict[str, set[str]] = {
 
 
 def _public_policy(bucket: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]})  # fmt: skip
+    statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 class Case:
@@ -286,7 +249,7 @@ def test_authorization_matrix(users_gateway: GatewayProcess, case_name: str) -> 
         for op, run in OPERATIONS.items():
             expect_allowed = op in ALLOWED[case_name]
             before = None if expect_allowed else case.snapshot()
-            refused, what = outcome(op, lambda: run(case.caller, case.bucket, case.key, case.upload))
+            refused, what = outcome(op, functools.partial(run, case.caller, case.bucket, case.key, case.upload))
             if refused == expect_allowed:
                 wrong.append(f"{op}: {'refused' if refused else 'allowed'} ({what})")
             if before is not None:

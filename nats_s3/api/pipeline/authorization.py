@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ...auth import grants
 from ...auth.access import ObjectFacts, Verdict, judge, quick_allow
-from ...auth.actions import COPY_SOURCE, REQUIREMENTS, Requirement, action_for
+from ...auth.actions import COPY_SOURCE, OBJECT, REQUIREMENTS, Requirement, action_for
 from ...auth.principals import Principal
 from ...protocol.errors import S3Error
 from ...protocol.headers import ACL, OWNER, TAGGING, canned_acl
@@ -35,6 +35,7 @@ _HEADER_KEYS = (
 )  # fmt: skip
 _LISTINGS = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"})
 _LIST_BUCKET = REQUIREMENTS["ListObjects"]
+_NO_OBJECT = ObjectFacts("private", "", {})
 
 
 def request_context(exchange: Exchange, principal: Principal | None) -> dict[str, list[str]]:
@@ -174,8 +175,15 @@ class Judgement:
                 info = await self.services.store.head_object(bucket, key, version_id_arg(version))
             except (store_errors.ObjectNotFound, store_errors.VersionNotFound, store_errors.LatestIsDeleteMarker,
                     store_errors.VersionIsDeleteMarker):  # fmt: skip
-                # Whether it exists is for those who may list the bucket: they get the handler's 404.
-                return self._verdict(_LIST_BUCKET, bucket, None, config, False) is Verdict.ALLOW
+                # No object: judged as one with no grants and no tags. A refused read still learns that it
+                # is missing if it may list the bucket (S3's 404 rather than 403).
+                missing = self._verdict(requirement, bucket, key, config, version is not None, _NO_OBJECT)
+                if missing is Verdict.ALLOW:
+                    return True
+                return (
+                    requirement.acl_on == OBJECT
+                    and self._verdict(_LIST_BUCKET, bucket, None, config, False) is Verdict.ALLOW
+                )
             except store_errors.StoreError as exc:
                 raise store_error_to_s3(exc, bucket, key, self.exchange.request.method) from exc
             verdict = self._verdict(requirement, bucket, key, config, version is not None, object_facts(info.headers))
