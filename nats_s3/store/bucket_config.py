@@ -122,6 +122,10 @@ class BucketConfigs:
         found = self._cache.get(naming.nats_bucket(bucket))
         return found if found is not None else BucketConfig(name=bucket)
 
+    def cached(self, bucket: str) -> BucketConfig | None:
+        """The bucket's record as this gateway last saw it; None when it has none."""
+        return self._cache.get(naming.nats_bucket(bucket))
+
     def versioning(self, bucket: str) -> Versioning:
         found = self._cache.get(naming.nats_bucket(bucket))
         return found.versioning_state if found is not None else Versioning.NEVER

@@ -96,7 +96,7 @@ class Authorization(Step):
         exchange.principal = principal
         configs = services.store.configs
         bucket = route.bucket
-        config = configs.get(bucket) if bucket is not None and configs.known(bucket) else None
+        config = configs.cached(bucket) if bucket is not None else None
         operation = exchange.operation
         if config is not None and operation != "CreateBucket":
             self._check_header_acl(exchange, config)
@@ -113,7 +113,7 @@ class Authorization(Step):
             exchange.may_delete = judge_one.may_delete
         if copying:
             source = parse_copy_source(exchange.headers["x-amz-copy-source"])
-            source_config = configs.get(source.bucket) if configs.known(source.bucket) else None
+            source_config = configs.cached(source.bucket)
             if not quick_allow(principal, principals.multi_user, source_config):
                 if source_config is None:
                     source_config = await judge_one.load_config(source.bucket)
