@@ -5,6 +5,7 @@ canary bucket holds; every error is S3 error XML; unsigned ones change nothing a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -278,3 +279,48 @@ def test_seeded_fuzz_of_auth_fields_framing_and_header_bytes(s3, gateway) -> Non
 
     empty_bucket(s3, canary)
     s3.delete_bucket(Bucket=canary)
+
+
+def _mutated_policy(rng: random.Random, bucket: str) -> str:
+    """A bucket policy, then broken or bent in one of many ways."""
+    statement: dict[str, object] = {
+        "Sid": "s1", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+    }  # fmt: skip
+    junk: list[object] = [None, 1, 1.5, True, [], {}, "", "*", "x" * 300, ["s3:*", 7], {"AWS": []}, "\u0000\ud7ff"]
+    document: dict[str, object] = {"Version": "2012-10-17", "Statement": [statement]}
+    for _ in range(rng.randint(1, 3)):
+        target = rng.choice(["doc", "statement", "condition"])
+        if target == "doc":
+            document[rng.choice(["Version", "Statement", "Id", "Extra"])] = rng.choice(junk)
+        elif target == "statement":
+            statement[rng.choice([*statement, "NotAction", "NotPrincipal", "NotResource"])] = rng.choice(junk)
+        else:
+            statement["Condition"] = {rng.choice(["StringLike", "ForAllValues:Bool", "NullIfExists", "DateLessThan",
+                                                  "NumericEquals", "Foo"]): {rng.choice(["s3:prefix", "aws:x", "s3:no",
+                                                  "s3:ExistingObjectTag/"]): rng.choice(junk)}}  # fmt: skip
+    text = json.dumps(document)
+    if rng.random() < 0.2:
+        cut = rng.randrange(len(text))
+        text = text[:cut] + rng.choice(["", "{", "\\", '"', "]]]"]) + text[cut + 1 :]
+    return text
+
+
+def test_seeded_fuzz_of_bucket_policies(s3, gateway, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """Broken and odd policy documents: 204 or 400 MalformedPolicy, never a 500, and a refused one
+    leaves the policy in place."""
+    rng = random.Random(SEED)
+    kept = None
+    for n in range(300):
+        text = _mutated_policy(rng, bucket)
+        url = f"{gateway.endpoint}/{bucket}?policy"
+        r = requests.put(url, data=text.encode(), headers=sign("PUT", url, body=text.encode()), timeout=30)
+        assert r.status_code in (204, 400), f"policy {n}: {text[:200]!r} -> {r.status_code} {r.text[:300]}"
+        if r.status_code == 204:
+            kept = text
+        else:
+            assert "<Code>MalformedPolicy</Code>" in r.text or "<Code>InvalidArgument</Code>" in r.text, r.text
+        got = requests.get(url, headers=sign("GET", url), timeout=30)
+        assert (got.text if got.status_code == 200 else None) == kept, n
+    assert requests.get(f"{gateway.endpoint}/healthz", timeout=5).status_code == 200
