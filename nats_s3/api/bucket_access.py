@@ -14,6 +14,7 @@ from ..protocol.errors import S3Error
 from ..protocol.headers import ACL, OWNER
 from ..protocol.xml import XmlChild, child_text, children, local_name, parse_xml
 from .body import read_request_xml
+from .bucket_setting import clear_setting, stored_setting
 from .context import S3Context
 from .services import Services
 
@@ -41,10 +42,7 @@ def writer_owner(services: Services, ctx: S3Context, meta: dict[str, str]) -> No
 
 
 async def get_bucket_policy(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    text = services.store.configs.get(ctx.bucket).policy
-    if text is None:
-        raise S3Error("NoSuchBucketPolicy", extra={"BucketName": ctx.bucket})
+    text = str(await stored_setting(services, ctx, "policy", "NoSuchBucketPolicy"))
     return web.Response(body=text.encode(), content_type="application/json", headers=ctx.base_headers())
 
 
@@ -64,16 +62,11 @@ async def put_bucket_policy(services: Services, ctx: S3Context) -> web.Response:
 
 
 async def delete_bucket_policy(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    await services.store.configs.set_fields(ctx.bucket, policy=None)
-    return ctx.empty(204)
+    return await clear_setting(services, ctx, "policy")
 
 
 async def get_bucket_policy_status(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    text = services.store.configs.get(ctx.bucket).policy
-    if text is None:
-        raise S3Error("NoSuchBucketPolicy", extra={"BucketName": ctx.bucket})
+    text = str(await stored_setting(services, ctx, "policy", "NoSuchBucketPolicy"))
     return ctx.xml("PolicyStatus", [("IsPublic", bucket_policy(text, ctx.bucket).is_public)])
 
 
@@ -97,10 +90,7 @@ def check_ownership_allowed(acl: str, owner: str, ownership: str) -> None:
 
 
 async def get_bucket_ownership_controls(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    ownership = services.store.configs.get(ctx.bucket).ownership
-    if ownership is None:
-        raise S3Error("OwnershipControlsNotFoundError", extra={"BucketName": ctx.bucket})
+    ownership = str(await stored_setting(services, ctx, "ownership", "OwnershipControlsNotFoundError"))
     return ctx.xml("OwnershipControls", [("Rule", [("ObjectOwnership", ownership)])])
 
 
@@ -121,19 +111,15 @@ async def put_bucket_ownership_controls(services: Services, ctx: S3Context) -> w
 
 
 async def delete_bucket_ownership_controls(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    await services.store.configs.set_fields(ctx.bucket, ownership=None)
-    return ctx.empty(204)
+    return await clear_setting(services, ctx, "ownership")
 
 
 # ---- public access block ----
 
 
 async def get_public_access_block(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    block = services.store.configs.get(ctx.bucket).public_access_block
-    if block is None:
-        raise S3Error("NoSuchPublicAccessBlockConfiguration", extra={"BucketName": ctx.bucket})
+    block = await stored_setting(services, ctx, "public_access_block", "NoSuchPublicAccessBlockConfiguration")
+    assert isinstance(block, dict)
     items: list[XmlChild] = [(name, bool(block.get(name))) for name in PUBLIC_ACCESS_SETTINGS]
     return ctx.xml("PublicAccessBlockConfiguration", items)
 
@@ -158,6 +144,4 @@ async def put_public_access_block(services: Services, ctx: S3Context) -> web.Res
 
 
 async def delete_public_access_block(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    await services.store.configs.set_fields(ctx.bucket, public_access_block=None)
-    return ctx.empty(204)
+    return await clear_setting(services, ctx, "public_access_block")

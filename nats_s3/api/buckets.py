@@ -23,6 +23,7 @@ from ..store import errors as store_errors
 from ..store import naming
 from .body import read_request_xml
 from .bucket_access import check_ownership_allowed, parse_ownership
+from .bucket_setting import clear_setting, stored_setting
 from .context import XML_TYPE, S3Context
 from .listing import owner_items
 from .services import Services
@@ -172,10 +173,8 @@ MAX_TAGGING_BODY = 64 * 1024
 
 
 async def get_bucket_tagging(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    tags = services.store.configs.get(ctx.bucket).tags
-    if tags is None:
-        raise S3Error("NoSuchTagSet", extra={"BucketName": ctx.bucket})
+    tags = await stored_setting(services, ctx, "tags", "NoSuchTagSet")
+    assert isinstance(tags, dict)
     return ctx.xml("Tagging", [("TagSet", tag_set_items(tags.items()))])
 
 
@@ -188,6 +187,4 @@ async def put_bucket_tagging(services: Services, ctx: S3Context) -> web.Response
 
 
 async def delete_bucket_tagging(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    await services.store.configs.set_fields(ctx.bucket, tags=None)
-    return ctx.empty(204)
+    return await clear_setting(services, ctx, "tags")

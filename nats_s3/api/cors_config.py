@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..protocol.cors import CorsRule, parse_cors, render_cors
-from ..protocol.errors import S3Error
 from .body import read_request_xml
+from .bucket_setting import clear_setting, stored_setting
 from .context import S3Context
 from .services import Services
 
@@ -14,10 +14,8 @@ MAX_CORS_BODY = 64 * 1024
 
 
 async def get_bucket_cors(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    stored = services.store.configs.get(ctx.bucket).cors
-    if not stored:
-        raise S3Error("NoSuchCORSConfiguration", extra={"BucketName": ctx.bucket})
+    stored = await stored_setting(services, ctx, "cors", "NoSuchCORSConfiguration")
+    assert isinstance(stored, list)
     return ctx.xml("CORSConfiguration", render_cors([CorsRule.from_dict(rule) for rule in stored]))
 
 
@@ -31,6 +29,4 @@ async def put_bucket_cors(services: Services, ctx: S3Context) -> web.Response:
 
 
 async def delete_bucket_cors(services: Services, ctx: S3Context) -> web.Response:
-    await services.store.head_bucket(ctx.bucket)
-    await services.store.configs.set_fields(ctx.bucket, cors=None)
-    return ctx.empty(204)
+    return await clear_setting(services, ctx, "cors")

@@ -7,6 +7,7 @@ matching Deny) or NONE; how the answers of several documents and ACLs combine is
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import ipaddress
@@ -643,11 +644,5 @@ def policy_from_document(document: object, bucket: str | None, text: str | None 
     if len(sids) != len(set(sids)):
         raise malformed("Statement IDs (SID) in a single policy must be unique.")
     if version != "2012-10-17":  # policy variables exist from this version on
-        statements = [_no_variables(s) for s in statements]
+        statements = [dataclasses.replace(s, variables=False) for s in statements]
     return Policy(text if text is not None else json.dumps(document), tuple(statements))
-
-
-def _no_variables(statement: Statement) -> Statement:
-    return Statement(statement.sid, statement.allow, statement.principal, statement.not_principal,
-                     statement.actions, statement.not_action, statement.resources, statement.not_resource,
-                     statement.conditions, variables=False)  # fmt: skip

@@ -36,6 +36,8 @@ _HEADER_KEYS = (
 _LISTINGS = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"})
 _LIST_BUCKET = REQUIREMENTS["ListObjects"]
 _NO_OBJECT = ObjectFacts("private", "", {})
+# Writes whose headers may set an ACL (Put*Acl check theirs, headers or body, in their handlers).
+_WRITES_WITH_ACL = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
 
 
 def request_context(exchange: Exchange, principal: Principal | None) -> dict[str, list[str]]:
@@ -123,11 +125,10 @@ class Authorization(Step):
     @staticmethod
     def _check_header_acl(exchange: Exchange, config: BucketConfig) -> None:
         """An ACL set by a write's headers: refused where the bucket turns ACLs off or blocks public ones."""
+        if exchange.operation not in _WRITES_WITH_ACL:
+            return
         headers = exchange.headers
         if ACL not in headers and not any(name in headers for name in grants.GRANT_HEADERS):
-            return
-        if exchange.operation not in ("PutObject", "CopyObject", "CreateMultipartUpload", "PutObjectAcl",
-                                      "PutBucketAcl"):  # fmt: skip
             return
         check_acl_settable(config, canned_acl(headers) or "private")
 
