@@ -210,3 +210,42 @@ def test_lost_chunks_are_an_error_not_a_short_body(s3, bucket: str, nats_url: st
     assert resp.status_code == 500
     assert "<Code>InternalError</Code>" in resp.text
     assert s3.head_object(Bucket=bucket, Key="damaged")["ETag"] == info["ETag"]
+
+
+def test_chunk_reader_reads_a_single_chunk_and_waits_briefly_for_one_not_yet_there(nats_url: str) -> None:
+    """A one-chunk read (every small object) is a single direct get: it finds the chunk by sequence, asks
+    again while a replica may still be catching up, and calls the object damaged only after that."""
+    from nats_s3.store.chunks import ChunkReader
+    from nats_s3.store.errors import CorruptObject
+
+    async def scenario() -> None:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        stream = f"CHUNKREADER_{os.getpid()}"
+        await js.add_stream(name=stream, subjects=[f"{stream}.>"], allow_direct=True)
+        try:
+            other = await js.publish(f"{stream}.other", b"not this one")
+            ack = await js.publish(f"{stream}.c1", b"chunk one")
+
+            async def read(subject: str, seq: int) -> list[bytes]:
+                reader = ChunkReader(nc, stream, subject, runs=((seq, 1),), first=0, count=1, chunk_size=1024)
+                return [data async for data in reader]
+
+            assert await read(f"{stream}.c1", ack.seq) == [b"chunk one"]
+            # From an earlier sequence, the next message on the chunk's own subject, never another's.
+            assert await read(f"{stream}.c1", other.seq) == [b"chunk one"]
+
+            async def publish_late() -> None:
+                await asyncio.sleep(0.02)
+                await js.publish(f"{stream}.late", b"late chunk")
+
+            late = asyncio.create_task(publish_late())
+            assert await read(f"{stream}.late", ack.seq + 1) == [b"late chunk"]
+            await late
+            with pytest.raises(CorruptObject):
+                await read(f"{stream}.missing", 1)
+        finally:
+            await js.delete_stream(stream)
+            await nc.close()
+
+    run(scenario())

@@ -214,6 +214,11 @@ class ChunkReader:
     async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         if self._count <= 0:
             return
+        if self._count == 1:
+            # One chunk (every small object): a plain request through the client's shared reply
+            # inbox, instead of subscribing, publishing and unsubscribing for a batch of one.
+            yield await self._one(self._seq_of(self._first) if self._runs else 1)
+            return
         # Without sequence runs (objects from other clients) the next batch starts where the last
         # one ended, so only one batch is in flight.
         ahead = 2 if self._runs else 1
@@ -258,6 +263,27 @@ class ChunkReader:
         if seq is None:
             raise CorruptObject(f"no sequence recorded for chunk {index} of {self._subject}")
         return seq
+
+    async def _one(self, seq: int) -> bytes:
+        """The first message on the subject from `seq` on; asked for again a few times if missing (a
+        replica answering before it caught up), as a short batch is."""
+        req = json.dumps({"seq": seq, "next_by_subj": self._subject}).encode()
+        for attempt in range(SHORT_BATCH_RETRIES + 1):
+            try:
+                msg = await self._nc.request(self._api, req, timeout=READ_TIMEOUT)
+            except nats.errors.TimeoutError as exc:
+                raise StoreUnavailable("direct get timed out") from exc
+            except nats.errors.Error as exc:
+                raise StoreUnavailable(f"direct get failed: {exc}") from exc
+            headers = msg.headers
+            if headers is None or "Status" not in headers or msg.data:
+                return msg.data
+            status = headers["Status"]
+            if status != "404":
+                raise StoreUnavailable(f"direct get answered {status} {headers.get('Description', '')}")
+            if attempt < SHORT_BATCH_RETRIES:
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise CorruptObject(f"chunks missing on {self._subject}")
 
     async def _request(self, seq: int, batch: int) -> Subscription:
         inbox = self._nc.new_inbox()
