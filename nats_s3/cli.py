@@ -7,7 +7,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,6 +243,18 @@ def settings_from(argv: Sequence[str] | None, environ: dict[str, str] | None = N
         raise ValueError(f"{name}: {message}" if name else message) from None
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (a dependency): its C event loop and transports cut the gateway's
+    CPU per small request (bench/request_cpu.py); NATS_S3_EVENT_LOOP=asyncio keeps the standard one."""
+    if os.environ.get("NATS_S3_EVENT_LOOP", "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(argv)
@@ -261,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .server import NatsUnreachable, TlsConfigError, serve  # heavy imports only once the flags are good
 
     try:
-        asyncio.run(serve(settings, secrets))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve(settings, secrets))
     except TlsConfigError as exc:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
