@@ -223,3 +223,24 @@ def test_sigterm_exits_promptly_while_nats_is_down(tmp_path: Path) -> None:
     finally:
         gw.stop()
         server.cleanup()
+
+
+def test_the_gateway_runs_on_uvloop_unless_told_to_use_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import uvloop
+
+    from nats_s3.cli import event_loop_factory
+
+    monkeypatch.delenv("NATS_S3_EVENT_LOOP", raising=False)
+    factory = event_loop_factory()
+    assert factory is uvloop.new_event_loop
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    monkeypatch.setenv("NATS_S3_EVENT_LOOP", "asyncio")
+    assert event_loop_factory() is None
+    with asyncio.Runner(loop_factory=None) as runner:
+        assert not isinstance(runner.get_loop(), uvloop.Loop)
