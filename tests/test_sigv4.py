@@ -593,3 +593,15 @@ def test_mutated_requests_only_raise_s3_errors() -> None:
             req = replace(req, method=mutate(req.method))
         with contextlib.suppress(S3Error):
             verifier.verify(req)
+
+
+def test_x_amz_date_is_parsed_strictly_by_position() -> None:
+    from datetime import UTC, datetime
+
+    from nats_s3.protocol.sigv4 import _parse_amz_date
+
+    assert _parse_amz_date("20261202T214500Z") == datetime(2026, 12, 2, 21, 45, tzinfo=UTC)
+    assert _parse_amz_date("20240229T235959Z") == datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC)
+    for bad in ("20230229T000000Z", "20261302T000000Z", "20261202T240000Z", "20261202T216000Z",
+                "2026120\u0662T214500Z", "20261202T214500", "20261202 214500Z", ""):  # fmt: skip
+        assert _parse_amz_date(bad) is None, bad
