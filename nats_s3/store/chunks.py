@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from .errors import BucketBusy, BucketNotFound, CorruptObject, StoreUnavailable
@@ -249,7 +250,7 @@ class ChunkReader:
                         break
                     if attempt == SHORT_BATCH_RETRIES:
                         raise CorruptObject(f"chunks missing on {self._subject}")
-                    await asyncio.sleep(0.01 * (attempt + 1))
+                    await _retry_pause(attempt)
                     batch.sub = await self._request(batch.next_seq, batch.count - batch.got)
                 batches.popleft()
                 next_seq = batch.next_seq
@@ -275,14 +276,10 @@ class ChunkReader:
                 raise StoreUnavailable("direct get timed out") from exc
             except nats.errors.Error as exc:
                 raise StoreUnavailable(f"direct get failed: {exc}") from exc
-            headers = msg.headers
-            if headers is None or "Status" not in headers or msg.data:
+            if not _is_end(msg):
                 return msg.data
-            status = headers["Status"]
-            if status != "404":
-                raise StoreUnavailable(f"direct get answered {status} {headers.get('Description', '')}")
             if attempt < SHORT_BATCH_RETRIES:
-                await asyncio.sleep(0.01 * (attempt + 1))
+                await _retry_pause(attempt)
         raise CorruptObject(f"chunks missing on {self._subject}")
 
     async def _request(self, seq: int, batch: int) -> Subscription:
@@ -307,12 +304,9 @@ class ChunkReader:
                     raise StoreUnavailable("direct get timed out") from exc
                 except nats.errors.Error as exc:
                     raise StoreUnavailable(f"direct get failed: {exc}") from exc
+                if _is_end(msg):
+                    return
                 headers = msg.headers
-                if headers is not None and "Status" in headers and not msg.data:
-                    status = headers["Status"]
-                    if status in ("204", "404"):
-                        return
-                    raise StoreUnavailable(f"direct get answered {status} {headers.get('Description', '')}")
                 batch.got += 1
                 if batch.got > batch.count:
                     raise CorruptObject(f"more chunks than expected on {self._subject}")
@@ -329,6 +323,23 @@ class _Batch:
     next_seq: int
     count: int
     got: int = 0
+
+
+def _is_end(msg: Msg) -> bool:
+    """A direct get's status reply: True for no (more) messages (204 end of batch, 404 none);
+    StoreUnavailable for any other status; False for a message with data."""
+    headers = msg.headers
+    if headers is None or "Status" not in headers or msg.data:
+        return False
+    status = headers["Status"]
+    if status in ("204", "404"):
+        return True
+    raise StoreUnavailable(f"direct get answered {status} {headers.get('Description', '')}")
+
+
+async def _retry_pause(attempt: int) -> None:
+    """The wait before asking a replica again for chunks it has not caught up on."""
+    await asyncio.sleep(0.01 * (attempt + 1))
 
 
 async def _unsubscribe(sub: Subscription) -> None:
