@@ -7,9 +7,10 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,6 +20,8 @@ from .datadir_lock import DataDirLocked
 from .embedded import EmbeddedServerError
 from .observability.logging import setup_logging
 from .settings import Settings
+from .startup_errors import NatsUnreachable, TlsConfigError
+from .workers.cores import usable_cores
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NUMBER = r"\d+(?:\.\d+)?"
@@ -40,11 +43,18 @@ class Flag:
     field: str  # Settings field
     env: str
     help: str
-    kind: str = "str"  # str | int | duration | list | path
+    kind: str = "str"  # str | int | duration | list | path | workers
     metavar: str = ""  # what --help shows the value as (default from kind)
 
 
-_METAVARS = {"duration": "DURATION", "path": "FILE", "int": "N", "list": "URL[,URL...]", "str": "VALUE"}
+_METAVARS = {
+    "duration": "DURATION",
+    "path": "FILE",
+    "int": "N",
+    "list": "URL[,URL...]",
+    "str": "VALUE",
+    "workers": "N|auto",
+}
 
 
 FLAGS = (
@@ -141,6 +151,13 @@ FLAGS = (
         "duration",
     ),
     Flag(
+        "workers",
+        "workers",
+        "NATS_S3_WORKERS",
+        "gateway processes sharing the listen port (default 1; auto = one per CPU core)",
+        "workers",
+    ),
+    Flag(
         "metrics.listen",
         "metrics_listen",
         "NATS_S3_METRICS_LISTEN",
@@ -214,6 +231,8 @@ def _convert(flag: Flag, raw: str) -> object:
         return int(raw)
     if flag.kind == "path":
         return Path(raw) if raw else None
+    if flag.kind == "workers":
+        return usable_cores() if raw.strip().lower() == "auto" else int(raw)
     return raw
 
 
@@ -270,11 +289,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
     setup_logging(settings.log_format, settings.log_level)
-    from .server import NatsUnreachable, TlsConfigError, serve  # heavy imports only once the flags are good
+    if settings.workers > 1:
+        from .workers.supervisor import supervise
 
+        return run_until_done(lambda: supervise(settings, secrets))
+    from .server import serve  # heavy imports only once the flags are good
+
+    return run_until_done(lambda: serve(settings, secrets))
+
+
+def run_until_done(start: Callable[[], Coroutine[Any, Any, int | None]]) -> int:
+    """Run the gateway (one process, a supervisor or a worker) on the event loop; its exit code, with a
+    failure to start as one line on stderr."""
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(serve(settings, secrets))
+            code = runner.run(start())
     except TlsConfigError as exc:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
@@ -295,4 +324,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a startup failure is one line, not a traceback
         sys.stderr.write(f"nats-s3: {type(exc).__name__}: {exc}\n")
         return 1
-    return 0
+    return code or 0

@@ -30,12 +30,16 @@ from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
 from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
 from .settings import Settings
+from .startup_errors import NatsUnreachable
 from .store.collector import Collector
 from .store.errors import StoreUnavailable
 from .store.lease import Lease
 from .store.legacy import retire_legacy_uploads
 from .store.multipart import MultipartStore
 from .store.nats_store import NatsStore
+from .tls import tls_context
+from .workers.metrics_view import group_metrics
+from .workers.role import WorkerRole
 
 log = logging.getLogger("nats_s3.server")
 T = TypeVar("T")
@@ -150,22 +154,6 @@ async def lenient_expect(request: web.Request) -> None:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.tls_cert is None or settings.tls_key is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
-    except (OSError, ssl.SSLError) as exc:
-        raise TlsConfigError(f"cannot load --tls.cert/--tls.key: {exc}") from None
-    return context
-
-
-class TlsConfigError(Exception):
-    """The TLS certificate or key could not be loaded (message is one line)."""
-
-
 def _nats_options(
     settings: Settings,
     servers: list[str],
@@ -257,10 +245,6 @@ async def connect_nats(
     return nc
 
 
-class NatsUnreachable(Exception):
-    """NATS was not reached within --nats.connect-timeout (message is one line)."""
-
-
 INDEX_PRUNE_INTERVAL = 60.0
 
 
@@ -287,12 +271,30 @@ def _endpoint_url(settings: Settings, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{settings.listen_port}"
 
 
+def own_metrics_app(metrics: Metrics) -> web.Application:
+    """A worker's own figures, for its siblings' /metrics (on a socket only the group can reach)."""
+
+    async def own(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", own)
+    return app
+
+
 async def _listen(
-    gateway: Gateway, settings: Settings, ssl_context: ssl.SSLContext | None, runners: list[web.AppRunner]
+    gateway: Gateway,
+    settings: Settings,
+    ssl_context: ssl.SSLContext | None,
+    runners: list[web.AppRunner],
+    worker: WorkerRole | None = None,
 ) -> None:
     """Open the S3 port (and the metrics port): from here on /healthz answers and S3 requests get 503
     until the store is attached. Each runner joins `runners` as soon as it exists, so the caller cleans
-    up whatever was opened when a later port fails to bind."""
+    up whatever was opened when a later port fails to bind. A worker shares its ports with its siblings
+    (SO_REUSEPORT: the kernel spreads new connections over them) and answers its own metrics on its
+    group socket."""
+    shared = worker is not None
     app = create_app(gateway, serve_metrics=settings.metrics_listen is None)
     runner = web.AppRunner(
         app,
@@ -310,14 +312,26 @@ async def _listen(
         runner.server.__class__ = _S3Server
         cast(_S3Server, runner.server).header_timeout = settings.http_read_header_timeout
     await web.TCPSite(
-        runner, settings.listen_host, settings.listen_port, reuse_address=True, ssl_context=ssl_context
+        runner,
+        settings.listen_host,
+        settings.listen_port,
+        reuse_address=True,
+        reuse_port=shared,
+        ssl_context=ssl_context,
     ).start()
     if settings.metrics_listen is not None:
         metrics_runner = web.AppRunner(metrics_app(gateway), access_log=None, handle_signals=False)
         runners.append(metrics_runner)
         await metrics_runner.setup()
         host, _, port = settings.metrics_listen.rpartition(":")
-        await web.TCPSite(metrics_runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True).start()
+        await web.TCPSite(
+            metrics_runner, host.strip("[]") or "0.0.0.0", int(port), reuse_address=True, reuse_port=shared
+        ).start()
+    if worker is not None:
+        own_runner = web.AppRunner(own_metrics_app(gateway.metrics), access_log=None, handle_signals=False)
+        runners.append(own_runner)
+        await own_runner.setup()
+        await web.UnixSite(own_runner, str(worker.metrics_socket(worker.index))).start()
 
 
 async def _until(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
@@ -439,13 +453,15 @@ async def serve(
     stop: asyncio.Event | None = None,
     *,
     on_ready: Callable[[Gateway], None] | None = None,
+    worker: WorkerRole | None = None,
 ) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM): embedded NATS if no servers are given.
 
     The port opens first, so /healthz answers while NATS is still being reached. Shutdown order: stop
     accepting, let in-flight requests finish (up to --shutdown-timeout), close NATS (bounded in time),
     stop the embedded nats-server last. A second signal exits at once. `on_ready` (embedding, tests)
-    hears the gateway each time its store is attached.
+    hears the gateway each time its store is attached. A `worker` of a group (--workers N) is given its
+    NATS by the supervisor, shares the ports, and stops when the supervisor goes.
     """
     ssl_context = tls_context(settings)
     metrics = Metrics()
@@ -479,11 +495,19 @@ async def serve(
             gateway.principals.replace(read_credentials_file(settings.credentials_file).credentials)
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, reload_credentials, settings, live_secrets, gateway)
+    if worker is not None:
+        role = worker
+        gateway.metrics_view = lambda: group_metrics(role, metrics.render())
+        worker.watch_lifeline(loop, stop.set)
     runners: list[web.AppRunner] = []
     session: _NatsSession | None = None
     try:
-        await _listen(gateway, settings, ssl_context, runners)
-        _log_start(settings, secrets, ssl_context is not None, embedded, servers)
+        # A worker other than the group's first takes connections only once it can serve them: its
+        # siblings serve meanwhile, instead of it answering 503 (at start, and when it is restarted).
+        listening = worker is None or worker.listen_early
+        if listening:
+            await _listen(gateway, settings, ssl_context, runners, worker)
+            _log_start(settings, secrets, ssl_context is not None, embedded, servers)
         if embedded is not None:
             gateway.not_ready = "starting the embedded nats-server"
             await embedded.start()
@@ -495,6 +519,12 @@ async def serve(
                 break
             if on_ready is not None:
                 on_ready(gateway)
+            if not listening:
+                await _listen(gateway, settings, ssl_context, runners, worker)
+                _log_start(settings, secrets, ssl_context is not None, embedded, servers)
+                listening = True
+            if worker is not None:
+                worker.announce_ready()
             if not await _until_closed(session.nc, stop):
                 break
             # nats-py closed the shared client for good: every request would fail until a restart.
@@ -516,6 +546,8 @@ async def serve(
             await embedded.stop()
         if lock is not None:
             lock.release()
+        if worker is not None:
+            worker.stop_watching(loop)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

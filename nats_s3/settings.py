@@ -37,6 +37,8 @@ class Settings(BaseModel):
     gc_grace: float = Field(default=3600.0, ge=0)
     gc_interval: float = Field(default=60.0, gt=0)
     shutdown_timeout: float = Field(default=30.0, ge=0)
+    # Gateway processes sharing the listen port (SO_REUSEPORT); more than one runs under a supervisor.
+    workers: int = Field(default=1, ge=1, le=256)
     metrics_listen: str | None = None  # a separate HOST:PORT for /metrics; default: the S3 port
     metrics_token: str | None = None  # bearer token required on /metrics when set
     tls_cert: Path | None = None

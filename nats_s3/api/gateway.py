@@ -4,6 +4,7 @@ endpoints (/healthz, /readyz, /metrics)."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -36,6 +37,8 @@ class Gateway:
         self.services: Services | None = None
         self.principals = Principals()  # who each key is; replaced whole on a credentials reload
         self.not_ready = "starting"
+        # What /metrics answers: this process's figures, or (--workers N) the whole group's.
+        self.metrics_view: Callable[[], Awaitable[bytes]] = self._own_metrics
         steps: list[Step] = [
             Observe(metrics),
             RenderErrors(),
@@ -88,6 +91,9 @@ class Gateway:
             headers={"x-amz-request-id": new_request_id()},
         )
 
+    async def _own_metrics(self) -> bytes:
+        return self.metrics.render()
+
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
         token = self.settings.metrics_token
         if token is not None:
@@ -95,6 +101,6 @@ class Gateway:
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"})
         return web.Response(
-            body=self.metrics.render(),
+            body=await self.metrics_view(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )

@@ -43,8 +43,23 @@ class _JsonFormatter(JsonFormatter):
         return datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def setup_logging(fmt: str, level: str) -> None:
+class _Fields(logging.Filter):
+    """Fields every line of this process carries (a worker's index, so a group's log stays readable)."""
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        super().__init__()
+        self._fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in self._fields.items():
+            setattr(record, name, value)
+        return True
+
+
+def setup_logging(fmt: str, level: str, fields: dict[str, object] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    if fields:
+        handler.addFilter(_Fields(fields))
     if fmt == "json":
         handler.setFormatter(
             _JsonFormatter(

@@ -17,6 +17,9 @@ log = logging.getLogger("nats_s3.metrics")
 # `*_created` series double the output and say nothing a restart time does not.
 disable_created_metrics()
 
+# Families that describe NATS, not the process reporting them: with several workers, given once.
+SHARED_FAMILIES = frozenset({"nats_s3_bucket_bytes", "nats_s3_multipart_uploads_in_progress"})
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
