@@ -28,23 +28,13 @@ from . import naming
 from .errors import BucketNotFound, StoreUnavailable
 from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, js_request
 from .models import META_CHECKSUM, META_ETAG, etag_from_digest, parse_mtime
+from .packed_entries import Entry, PackedEntries, encode_key, encode_record, sorted_records
 from .versions import META_GONE, META_MARKER, META_NULL, META_NULLV, META_VID, NULL, uid_time_ns
 
 log = logging.getLogger("nats_s3.store.index")
 
 CATCH_UP_TIMEOUT = 15.0
 IDLE_EVICT_SECONDS = 600.0
-
-
-class Entry(NamedTuple):
-    """What a listing shows of one object. A tuple of plain values: the garbage collector stops
-    tracking it, so a large index adds nothing to every collection."""
-
-    size: int
-    etag: str
-    mtime: float  # POSIX seconds
-    checksum_algorithm: str | None
-    version_id: str  # "null" (one shared string) unless versioning made this version
 
 
 class ListedObject(NamedTuple):
@@ -168,15 +158,29 @@ class BucketIndex(_Watched):
 
     def __init__(self, bucket: str) -> None:
         super().__init__(bucket)
-        self.keys: SortedList = SortedList()
-        self.entries: dict[str, Entry] = {}
+        self.objects = PackedEntries()
+        # While the index is first built, the latest versions gather here unordered (key -> record)
+        # and are packed at once by the first read: one sort, instead of an insert per key.
+        self._building: dict[bytes, bytes] | None = {}
         # Keys whose latest version is a delete marker, and keys whose null version is an older one.
         self.marker_keys: SortedList = SortedList()
         self.markers: dict[str, MarkerEntry] = {}
         self.nullv: dict[str, str] = {}
 
+    def _settle(self) -> PackedEntries:
+        if self._building is not None:
+            building, self._building = self._building, None
+            self.objects.load(sorted_records(building))
+        return self.objects
+
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self._settle())
+
+    def entry(self, key: str) -> Entry | None:
+        return self._settle().get(key)
+
+    def keys_from(self, start: str, inclusive: bool = True) -> Iterator[str]:
+        return self._settle().keys_from(start, inclusive)
 
     def apply(self, msg: Msg) -> None:
         """Apply one meta message (the watch's callback)."""
@@ -215,23 +219,25 @@ class BucketIndex(_Watched):
     def _upsert(self, key: str, entry: Entry) -> None:
         if self.markers.pop(key, None) is not None:
             self.marker_keys.remove(key)
-        if key not in self.entries:
-            self.keys.add(key)
-        self.entries[key] = entry
+        if self._building is not None:
+            raw = encode_key(key)
+            self._building[raw] = encode_record(raw, entry)
+        else:
+            self.objects.set(key, entry)
 
     def _remove(self, key: str) -> None:
-        if self.entries.pop(key, None) is not None:
-            self.keys.remove(key)
+        if self._building is not None:
+            self._building.pop(encode_key(key), None)
+        else:
+            self.objects.pop(key)
         if self.markers.pop(key, None) is not None:
             self.marker_keys.remove(key)
         self.nullv.pop(key, None)
 
-    def _iter_from(self, start: str, inclusive: bool) -> Iterator[str]:
-        return iter(self.keys.irange(minimum=start, inclusive=(inclusive, True)))
-
-    def _first_candidates(self, prefix: str, after: str) -> Iterator[str]:
+    def _items_from(self, prefix: str, after: str) -> Iterator[tuple[str, Entry]]:
         # Keys under `prefix` that sort after `after`: seek to whichever bound is higher.
-        return self._iter_from(prefix, True) if after < prefix else self._iter_from(after, False)
+        objects = self._settle()
+        return objects.items_from(prefix, True) if after < prefix else objects.items_from(after, False)
 
     def page(self, prefix: str, delimiter: str, after: str, max_keys: int) -> ListPage:
         """Keys > `after` under `prefix`, common prefixes rolled up by `delimiter`, at most max_keys entries."""
@@ -239,12 +245,13 @@ class BucketIndex(_Watched):
         objects: list[ListedObject] = []
         prefixes: list[str] = []
         last: str | None = None
-        keys = self._first_candidates(prefix, after)
+        items = self._items_from(prefix, after)
         count = 0
         while True:
-            key = next(keys, None)
-            if key is None or not key.startswith(prefix):
+            item = next(items, None)
+            if item is None or not item[0].startswith(prefix):
                 return ListPage(objects, prefixes, False, last)
+            key, entry = item
             if delimiter:
                 cut = key.find(delimiter, len(prefix))
                 if cut >= 0:
@@ -260,18 +267,18 @@ class BucketIndex(_Watched):
                     nxt = _successor(common)
                     if nxt is None:
                         return ListPage(objects, prefixes, False, last)
-                    keys = self._iter_from(nxt, True)
+                    items = self._settle().items_from(nxt, True)
                     continue
             if count >= max_keys:
                 return ListPage(objects, prefixes, True, last)
-            objects.append(ListedObject(key, *self.entries[key]))
+            objects.append(ListedObject(key, *entry))
             last = key
             count += 1
 
     def has_more(self, prefix: str, after: str) -> bool:
         """For max-keys=0: is there any key under `prefix` past `after`?"""
-        key = next(self._first_candidates(prefix, after), None)
-        return key is not None and key.startswith(prefix)
+        item = next(self._items_from(prefix, after), None)
+        return item is not None and item[0].startswith(prefix)
 
 
 class HistoryIndex(_Watched):
@@ -339,7 +346,7 @@ class HistoryIndex(_Watched):
         """The versions of `key`, newest first: its latest (live or marker), then the older ones; with
         `marker` (a version id of this key), only those that come after it. Lazy, and it seeks to the
         marker, so a page costs what it lists however long the key's history."""
-        entry = heads.entries.get(key)
+        entry = heads.entry(key)
         dead = heads.markers.get(key)
         latest_vid = entry.version_id if entry is not None else (dead.version_id if dead is not None else None)
         latest_mtime = entry.mtime if entry is not None else (dead.mtime if dead is not None else 0.0)
@@ -377,7 +384,7 @@ class HistoryIndex(_Watched):
     def _keys_from(self, heads: BucketIndex, start: str, inclusive: bool) -> Iterator[str]:
         bounds = {"minimum": start, "inclusive": (inclusive, True)}
         merged = heapq.merge(
-            heads.keys.irange(**bounds), heads.marker_keys.irange(**bounds), self.keys.irange(**bounds)
+            heads.keys_from(start, inclusive), heads.marker_keys.irange(**bounds), self.keys.irange(**bounds)
         )
         previous = None
         for key in merged:
