@@ -114,6 +114,9 @@ class Publisher:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(StoreUnavailable("publisher closed"))
+                # Marked retrieved: a waiter still gets the error, and one that gave up (its shield
+                # cancelled) leaves no "exception was never retrieved" in the shutdown log.
+                future.exception()
         self._pending.clear()
 
 
