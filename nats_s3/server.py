@@ -397,7 +397,11 @@ async def _open_session(
         return None
     gateway.not_ready = "loading bucket configuration from NATS"
     store = NatsStore(
-        nc, replicas=settings.nats_replicas, chunk_size=settings.chunk_size, claim_refresh=settings.gc_grace / 3
+        nc,
+        replicas=settings.nats_replicas,
+        chunk_size=settings.chunk_size,
+        claim_refresh=settings.gc_grace / 3,
+        index_snapshot_max_age=settings.gc_grace / 2,
     )
     session = _NatsSession(nc, store)
     try:

@@ -26,7 +26,9 @@ from sortedcontainers import SortedList
 
 from . import naming
 from .errors import BucketNotFound, StoreUnavailable
+from .index_snapshot import MIN_KEYS, IndexSnapshots, IndexState
 from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, js_request
+from .memory import release_free_memory
 from .models import META_CHECKSUM, META_ETAG, etag_from_digest, parse_mtime
 from .packed_entries import Entry, PackedEntries, encode_key, encode_record, sorted_records
 from .versions import META_GONE, META_MARKER, META_NULL, META_NULLV, META_VID, NULL, uid_time_ns
@@ -166,15 +168,42 @@ class BucketIndex(_Watched):
         self.marker_keys: SortedList = SortedList()
         self.markers: dict[str, MarkerEntry] = {}
         self.nullv: dict[str, str] = {}
+        # The snapshot in NATS this index last matched (stream sequence, when taken); 0 for none.
+        self.snapshot_seq = 0
+        self.snapshot_at = 0.0
+        self.from_stream = True  # built by replaying the stream (not restored from a snapshot)
+        self.caught_up = False  # a first catch-up with the stream has completed: a snapshot now is whole
+
+    def state(self) -> IndexState:
+        """A consistent picture of now, for a snapshot (synchronous: no message is applied meanwhile)."""
+        objects = PackedEntries()
+        objects.restore(self._settle().export())
+        markers = {key: (m.version_id, m.mtime) for key, m in self.markers.items()}
+        return IndexState(self.delivered_seq, time.time(), objects, markers, dict(self.nullv))
+
+    def restore(self, state: IndexState) -> None:
+        """Start from a snapshot: the watch then replays what came after `state.seq`."""
+        self._building = None
+        self.objects = state.objects
+        self.markers = {key: MarkerEntry(vid, mtime) for key, (vid, mtime) in state.markers.items()}
+        self.marker_keys = SortedList(self.markers)
+        self.nullv = dict(state.nullv)
+        self.delivered_seq = state.seq
+        self.snapshot_seq, self.snapshot_at = state.seq, state.taken_at
+        self.from_stream = False
 
     def _settle(self) -> PackedEntries:
         if self._building is not None:
             building, self._building = self._building, None
             self.objects.load(sorted_records(building))
+            if len(building) >= MIN_KEYS:
+                del building
+                release_free_memory()  # the build held several times what the packed index does
         return self.objects
 
     def __len__(self) -> int:
-        return len(self._settle())
+        # Counting does not pack a build in progress (the metrics count indexes every few seconds).
+        return len(self._building) if self._building is not None else len(self.objects)
 
     def entry(self, key: str) -> Entry | None:
         return self._settle().get(key)
@@ -452,9 +481,11 @@ class ListIndex:
     kept current by it. Every read first catches up with the stream leader, so a listing shows every write
     acknowledged before it began, through any gateway."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext) -> None:
+    def __init__(self, nc: NatsClient, js: JetStreamContext, snapshots: IndexSnapshots | None = None) -> None:
         self._nc = nc
         self._js = js
+        self.snapshots = snapshots
+        self._saving: dict[str, asyncio.Task[None]] = {}
         self._heads: dict[str, BucketIndex] = {}
         self._history: dict[str, HistoryIndex] = {}
         self._starting: dict[tuple[str, str], asyncio.Future[Any]] = {}
@@ -467,6 +498,7 @@ class ListIndex:
         index = await self._open(bucket, "M", self._heads, BucketIndex)
         last = await self._last_seq(bucket)
         await self._catch_up(bucket, index, naming.meta_wildcard(naming.nats_bucket(bucket)), last)
+        self._snapshot_if_built(bucket, index)
         return index
 
     async def history(self, bucket: str) -> HistoryIndex:
@@ -484,6 +516,7 @@ class ListIndex:
         last = await self._last_seq(bucket)
         await self._catch_up(bucket, heads, naming.meta_wildcard(nb), last)
         await self._catch_up(bucket, history, naming.version_wildcard(nb), last)
+        self._snapshot_if_built(bucket, heads)
         return heads, history
 
     async def _open(self, bucket: str, kind: str, indexes: dict[str, Any], factory: Callable[[str], Any]) -> Any:
@@ -497,7 +530,8 @@ class ListIndex:
         self._starting[(bucket, kind)] = future
         try:
             index = factory(bucket)
-            await self._watch(bucket, index, naming.meta_wildcard if kind == "M" else naming.version_wildcard)
+            start = await self._restore(bucket, index) if kind == "M" else None
+            await self._watch(bucket, index, naming.meta_wildcard if kind == "M" else naming.version_wildcard, start)
             indexes[bucket] = index
             self._evict_idle()
             future.set_result(index)
@@ -509,18 +543,99 @@ class ListIndex:
         finally:
             self._starting.pop((bucket, kind), None)
 
-    async def _watch(self, bucket: str, index: _Watched, wildcard: Callable[[str], str]) -> None:
+    async def _restore(self, bucket: str, index: BucketIndex) -> int | None:
+        """Load the bucket's snapshot into `index` if a usable one exists: the sequence to replay from."""
+        if self.snapshots is None:
+            return None
+        last, created = await self._stream_state(bucket)
+        try:
+            state = await self.snapshots.load(naming.nats_bucket(bucket), created, last)
+        except StoreUnavailable as exc:
+            log.warning(
+                "index snapshot not read; building from the stream", extra={"bucket": bucket, "error": str(exc)}
+            )
+            return None
+        if state is None:
+            return None
+        index.restore(state)
+        log.info(
+            "listing index restored from a snapshot",
+            extra={"bucket": bucket, "keys": len(state.objects), "replay_from": state.seq + 1, "stream_last": last},
+        )
+        return state.seq + 1
+
+    def _snapshot_if_built(self, bucket: str, index: BucketIndex) -> None:
+        """After a big index was first built from the stream, save it for the next gateway (in the
+        background: the listing that built it does not wait)."""
+        index.caught_up = True
+        if self.snapshots is None or not index.from_stream or len(index) < MIN_KEYS:
+            return
+        index.from_stream = False
+        self._save_soon(bucket, index)
+
+    def _save_soon(self, bucket: str, index: BucketIndex) -> None:
+        if bucket in self._saving or self.snapshots is None:
+            return
+        snapshots = self.snapshots
+        state = index.state()
+
+        async def save() -> None:
+            try:
+                _, created = await self._stream_state(bucket)
+                head = await snapshots.save(naming.nats_bucket(bucket), state, created)
+                index.snapshot_seq, index.snapshot_at = head.seq, head.taken_at
+                log.info("index snapshot saved", extra={"bucket": bucket, "keys": head.keys, "bytes": head.size})
+                release_free_memory()  # its encoding and chunks, as big as the index
+            except (StoreUnavailable, BucketNotFound) as exc:
+                # Tried again when a refresh would be due, not at every pass (NATS may refuse us the
+                # stream for good: an account without the right to create it).
+                index.snapshot_at = time.time()
+                log.warning("index snapshot not saved", extra={"bucket": bucket, "error": str(exc)})
+            finally:
+                self._saving.pop(bucket, None)
+
+        self._saving[bucket] = asyncio.get_running_loop().create_task(save())
+
+    async def refresh_snapshots(self) -> None:
+        """Keep the snapshots of the big indexes this gateway holds young enough to be used: rewrite one
+        once it is a third of the way to too old and the bucket has changed, unless another gateway did."""
+        if self.snapshots is None:
+            return
+        stale_after = self.snapshots.max_age / 3
+        for bucket, index in list(self._heads.items()):
+            # An index still being built is not saved: its snapshot would miss what is not applied yet.
+            if not index.caught_up or len(index) < MIN_KEYS or index.delivered_seq <= index.snapshot_seq:
+                continue
+            if time.time() - index.snapshot_at < stale_after:
+                continue
+            head = await self.snapshots.head(naming.nats_bucket(bucket))
+            if head is not None and time.time() - head.taken_at < stale_after:
+                index.snapshot_at = head.taken_at  # another gateway keeps it fresh
+                continue
+            self._save_soon(bucket, index)
+
+    async def _watch(
+        self, bucket: str, index: _Watched, wildcard: Callable[[str], str], start_seq: int | None = None
+    ) -> None:
+        """Follow the bucket's subjects: from the start, the last message of each (a build), or every
+        message from `start_seq` on (a replay after a snapshot)."""
         nb = naming.nats_bucket(bucket)
 
         async def on_msg(msg: Msg) -> None:
             index.apply(msg)
 
+        if start_seq is None:
+            policy, config = js_api.DeliverPolicy.LAST_PER_SUBJECT, None
+        else:
+            policy = js_api.DeliverPolicy.BY_START_SEQUENCE
+            config = js_api.ConsumerConfig(deliver_policy=policy, opt_start_seq=start_seq)
         try:
             index.sub = await self._js.subscribe(
                 wildcard(nb),
                 stream=naming.stream_name(nb),
                 ordered_consumer=True,
-                deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT,
+                deliver_policy=policy,
+                config=config,
                 cb=on_msg,
                 pending_msgs_limit=-1,
                 pending_bytes_limit=256 * 1024 * 1024,
@@ -531,6 +646,10 @@ class ListIndex:
             raise StoreUnavailable(f"watch on {bucket}: {exc!r}") from exc
 
     async def _last_seq(self, bucket: str) -> int:
+        return (await self._stream_state(bucket))[0]
+
+    async def _stream_state(self, bucket: str) -> tuple[int, str]:
+        """(last sequence, creation time) of the bucket's stream."""
         stream = naming.stream_name(naming.nats_bucket(bucket))
         info = await self._api(f"STREAM.INFO.{stream}")
         if err := info.get("error"):
@@ -538,7 +657,7 @@ class ListIndex:
                 await self.forget(bucket)
                 raise BucketNotFound(bucket)
             raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
-        return int((info.get("state") or {}).get("last_seq") or 0)
+        return int((info.get("state") or {}).get("last_seq") or 0), str(info.get("created") or "")
 
     async def _catch_up(self, bucket: str, index: _Watched, wildcard: str, last: int) -> None:
         stream = naming.stream_name(naming.nats_bucket(bucket))
@@ -569,8 +688,11 @@ class ListIndex:
                     await index.sub.unsubscribe()
 
     async def prune(self) -> None:
-        """Drop indexes unused for a while, and those of buckets deleted (perhaps through another gateway)."""
+        """Drop indexes unused for a while, and those of buckets deleted (perhaps through another gateway);
+        refresh the snapshots of the big ones kept."""
         self._evict_idle()
+        with contextlib.suppress(StoreUnavailable):
+            await self.refresh_snapshots()
         for bucket in set(self._heads) | set(self._history):
             stream = naming.stream_name(naming.nats_bucket(bucket))
             with contextlib.suppress(StoreUnavailable):
@@ -588,5 +710,7 @@ class ListIndex:
                         asyncio.get_running_loop().create_task(index.sub.unsubscribe())
 
     async def close(self) -> None:
+        for task in list(self._saving.values()):
+            task.cancel()
         for bucket in set(self._heads) | set(self._history):
             await self.forget(bucket)

@@ -29,6 +29,7 @@ from .errors import (
     VersionNotFound,
 )
 from .fence import lift_fence, raise_fence, still_fenced
+from .index_snapshot import IndexSnapshots
 from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NAME_IN_USE, ERR_STREAM_NOT_FOUND, js_request
 from .list_index import ListIndex, ListPage, VersionPage
 from .models import BucketInfo, ObjectInfo, PartRef, parse_mtime
@@ -52,9 +53,11 @@ class NatsStore(VersionedWrites):
         write_window_bytes: int = 8 * 1024 * 1024,
         read_batch_bytes: int = 4 * 1024 * 1024,
         claim_refresh: float = 600.0,
+        index_snapshot_max_age: float = 1800.0,
     ) -> None:
         """`claim_refresh`: how often a write in progress claims its chunks again; keep it well under
-        the collector's grace period (a third of it, say)."""
+        the collector's grace period (a third of it, say). `index_snapshot_max_age`: the oldest listing
+        index snapshot used, at most half the grace (index_snapshot.py says why); 0 uses none."""
         self.nc = nc
         self.js = nc.jetstream()
         self.publisher = Publisher(nc)
@@ -65,7 +68,12 @@ class NatsStore(VersionedWrites):
         self.read_batch_bytes = read_batch_bytes
         self.claim_refresh = claim_refresh
         self.configs = BucketConfigs(nc, self.js, self.publisher, replicas)
-        self.index = ListIndex(nc, self.js)
+        snapshots = (
+            IndexSnapshots(nc, self.publisher, replicas=replicas, max_age=index_snapshot_max_age)
+            if index_snapshot_max_age > 0
+            else None
+        )
+        self.index = ListIndex(nc, self.js, snapshots)
         self.pauses = PausePoints()
         # What else must agree before a bucket goes, and be forgotten once it went (multipart records).
         self.deletion_checks: list[Callable[[str], Awaitable[None]]] = []
@@ -220,6 +228,9 @@ class NatsStore(VersionedWrites):
                 with contextlib.suppress(BucketNotFound, StoreUnavailable):
                     await lift_fence(self.nc, stream, fence.token)
         await self.configs.forget(bucket)
+        if self.index.snapshots is not None:
+            with contextlib.suppress(StoreUnavailable):  # derived data; a stale one is never used anyway
+                await self.index.snapshots.forget(naming.nats_bucket(bucket))
         for forget in self.on_bucket_deleted:
             await forget(bucket)
 

@@ -270,6 +270,22 @@ class PackedEntries:
             key, entry = _decode_at(block.blob, block.offsets[i])
             yield _decode_key(key), entry
 
+    def export(self) -> list[tuple[bytes, array[int]]]:
+        """Every block's (records, offsets), a consistent picture of now (bytes never change in place,
+        and the offsets are copied)."""
+        return [(b.blob, array("I", b.offsets)) for b in self._blocks]
+
+    def restore(self, blocks: list[tuple[bytes, array[int]]]) -> None:
+        """The contents `export` gave (a snapshot): blocks in key order, each sorted, none empty."""
+        self._blocks = [_Block(blob, offsets) for blob, offsets in blocks if len(offsets)]
+        self._firsts = [b.key(0) for b in self._blocks]
+        self._count = sum(len(b) for b in self._blocks)
+        for block in self._blocks:
+            if block.offsets[0] != 0 or any(o >= len(block.blob) for o in block.offsets[-1:]):
+                raise ValueError("a block's offsets do not fit its records")
+        if any(a >= b for a, b in zip(self._firsts, self._firsts[1:], strict=False)):
+            raise ValueError("blocks out of order")
+
     def held_bytes(self) -> int:
         """What the packed records and their offsets take (for the index's memory figure)."""
         return sum(len(b.blob) + 4 * len(b.offsets) for b in self._blocks)

@@ -1,0 +1,228 @@
+"""Listing index snapshots in NATS: a gateway that first lists a big bucket starts from the snapshot
+another gateway saved and replays only what came after, and lists exactly what the stream holds: writes
+and deletions after the snapshot, a snapshot too old to trust (its deletions may be collected), and a
+damaged one."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import uuid
+from pathlib import Path
+
+import nats
+import pytest
+
+from nats_s3.store import naming
+from nats_s3.store.index_snapshot import MIN_KEYS, STREAM, SnapshotHead, head_subject
+from nats_s3.store.models import format_mtime
+
+from .conftest import make_client
+from .signing import signed_request
+from .support import GatewayProcess, eventually, write_credentials
+
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+EMPTY_DIGEST = "SHA-256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU="
+
+
+def populate(url: str, bucket: str, keys: list[str]) -> None:
+    """Meta messages straight to JetStream, as an Object Store client writes 0-byte objects."""
+
+    async def run() -> None:
+        nb = naming.nats_bucket(bucket)
+        mtime = format_mtime(datetime.datetime.now(datetime.UTC))
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream(publish_async_max_pending=2000)
+            for i, key in enumerate(keys):
+                doc = {"name": key, "bucket": nb, "nuid": f"n{i}", "size": 0, "mtime": mtime, "chunks": 0,
+                       "digest": EMPTY_DIGEST, "metadata": {"s3-etag": EMPTY_MD5}}  # fmt: skip
+                await js.publish_async(
+                    naming.meta_subject(nb, key), json.dumps(doc).encode(), headers={"Nats-Rollup": "sub"}
+                )
+            await asyncio.wait_for(js.publish_async_completed(), 60)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+def snapshot_head(url: str, bucket: str) -> SnapshotHead | None:
+    async def run() -> SnapshotHead | None:
+        nc = await nats.connect(url)
+        try:
+            msg = await nc.jetstream().get_last_msg(STREAM, head_subject(naming.nats_bucket(bucket)))
+            return SnapshotHead.model_validate_json(msg.data or b"")
+        except nats.js.errors.NotFoundError:
+            return None
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
+def replace_head(url: str, bucket: str, head: SnapshotHead) -> None:
+    async def run() -> None:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().publish(
+                head_subject(naming.nats_bucket(bucket)),
+                head.model_dump_json().encode(),
+                headers={"Nats-Rollup": "sub"},
+            )
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+def stream_last_seq(url: str, nb: str) -> int:
+    async def run() -> int:
+        nc = await nats.connect(url)
+        try:
+            return int((await nc.jetstream().stream_info(naming.stream_name(nb))).state.last_seq)
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
+def listing(endpoint: str, bucket: str) -> list[str]:
+    pages = make_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.fixture()
+def creds(tmp_path: Path) -> Path:
+    return write_credentials(tmp_path / "c.json")
+
+
+def gateway(creds: Path, nats_url: str, grace: str) -> GatewayProcess:
+    return GatewayProcess(creds, nats_url, gc_args=["--gc.grace", grace, "--gc.interval", "0.5s"]).start()
+
+
+def test_a_second_gateway_starts_from_the_snapshot_and_sees_every_later_write(nats_url: str, creds: Path) -> None:
+    bucket = f"snap-{uuid.uuid4().hex[:8]}"
+    first = gateway(creds, nats_url, "1h")
+    try:
+        assert signed_request("PUT", f"{first.endpoint}/{bucket}").status_code == 200
+        keys = [f"d{i % 50:02d}/k{i:06d}" for i in range(MIN_KEYS + 500)]
+        populate(nats_url, bucket, keys)
+        assert listing(first.endpoint, bucket) == sorted(keys)  # built from the stream, then saved
+        head = eventually(lambda: snapshot_head(nats_url, bucket), lambda h: h is not None)
+        assert head is not None and head.keys == len(keys)
+        # After the snapshot: new keys, deletions (tombstones the replay must see), an overwrite.
+        for key in ("a-new", "d07/k000007x", "zz-last"):
+            assert signed_request("PUT", f"{first.endpoint}/{bucket}/{key}", body=b"x").status_code == 200
+        for key in keys[:40:3]:
+            assert signed_request("DELETE", f"{first.endpoint}/{bucket}/{key}").status_code == 204
+        assert signed_request("PUT", f"{first.endpoint}/{bucket}/{keys[100]}", body=b"yy").status_code == 200
+        want = sorted((set(keys) - set(keys[:40:3])) | {"a-new", "d07/k000007x", "zz-last"})
+        assert listing(first.endpoint, bucket) == want
+        second = gateway(creds, nats_url, "1h")
+        try:
+            assert listing(second.endpoint, bucket) == want
+            restored = [line for line in second.log_text().splitlines() if "restored from a snapshot" in line]
+            assert len(restored) == 1 and f"keys={len(keys)}" in restored[0], second.log_text()[-2000:]
+            shown = make_client(second.endpoint).list_objects_v2(Bucket=bucket, Prefix=keys[100], MaxKeys=1)
+            assert [(o["Key"], o["Size"]) for o in shown["Contents"]] == [(keys[100], 2)]  # the overwrite
+            # And it keeps following the stream: a write through the first shows in the second.
+            assert signed_request("PUT", f"{first.endpoint}/{bucket}/after-both", body=b"z").status_code == 200
+            assert "after-both" in listing(second.endpoint, bucket)
+        finally:
+            second.stop()
+        # A damaged snapshot (its digest no longer matches) is not used; the listing is built as before.
+        replace_head(nats_url, bucket, head.model_copy(update={"sha256": "0" * 64}))
+        third = gateway(creds, nats_url, "1h")
+        try:
+            assert listing(third.endpoint, bucket) == sorted([*want, "after-both"])
+            assert "index snapshot not used" in third.log_text()
+            assert "restored from a snapshot" not in third.log_text()
+        finally:
+            third.stop()
+    finally:
+        first.stop()
+
+
+def test_a_snapshot_older_than_half_the_grace_is_not_used(nats_url: str, creds: Path) -> None:
+    """The interleaving that would break a replay: a deletion after the snapshot whose record the
+    collector purged (grace over) before another gateway loads the snapshot. By then the snapshot is
+    older than half the grace, so it is not used."""
+    bucket = f"stale-{uuid.uuid4().hex[:8]}"
+    first = gateway(creds, nats_url, "3s")
+    try:
+        assert signed_request("PUT", f"{first.endpoint}/{bucket}").status_code == 200
+        keys = [f"k{i:06d}" for i in range(MIN_KEYS + 10)]
+        populate(nats_url, bucket, keys)
+        assert len(listing(first.endpoint, bucket)) == len(keys)
+        assert eventually(lambda: snapshot_head(nats_url, bucket), lambda h: h is not None)
+        assert signed_request("DELETE", f"{first.endpoint}/{bucket}/{keys[5]}").status_code == 204
+        nb = naming.nats_bucket(bucket)
+        deleted_at = stream_last_seq(nats_url, nb)
+
+        def meta_left() -> bool:
+            async def run() -> bool:
+                nc = await nats.connect(nats_url)
+                try:
+                    await nc.jetstream().get_last_msg(naming.stream_name(nb), naming.meta_subject(nb, keys[5]))
+                    return True
+                except nats.js.errors.NotFoundError:
+                    return False
+                finally:
+                    await nc.close()
+
+            return asyncio.run(run())
+
+        assert not eventually(meta_left, lambda left: not left, timeout=30)  # the tombstone is collected
+    finally:
+        first.stop()
+    head = snapshot_head(nats_url, bucket)
+    assert head is not None
+    second = gateway(creds, nats_url, "3s")
+    try:
+        got = listing(second.endpoint, bucket)
+        assert keys[5] not in got and len(got) == len(keys) - 1
+        if head.seq < deleted_at:  # not a refresh taken after the deletion: too old to be used
+            assert "restored from a snapshot" not in second.log_text()
+    finally:
+        second.stop()
+
+
+async def test_a_refresh_while_an_index_is_built_saves_nothing_then_the_whole_index_is_saved(nats_url: str) -> None:
+    """The interleaving that once saved a third of a million-key index: the housekeeping pass meeting
+    an index whose build is under way. Forced: the pass meets an index that has applied more than
+    enough keys to be saved but has not caught up with the stream yet."""
+    from nats_s3.store.list_index import BucketIndex
+    from nats_s3.store.nats_store import NatsStore
+    from nats_s3.store.packed_entries import Entry
+
+    bucket = f"mid-{uuid.uuid4().hex[:8]}"
+    nb = naming.nats_bucket(bucket)
+    nc = await nats.connect(nats_url)
+    store = NatsStore(nc, index_snapshot_max_age=600)
+    await store.start()
+    try:
+        await store.create_bucket(bucket)
+        snapshots = store.index.snapshots
+        assert snapshots is not None
+        index = BucketIndex(bucket)  # as a build leaves it part way: keys applied, not caught up
+        for i in range(MIN_KEYS + 1):
+            index._upsert(f"k{i:06d}", Entry(0, EMPTY_MD5, 1.7e9, None, "null"))
+        index.delivered_seq = MIN_KEYS + 1
+        store.index._heads[bucket] = index
+        await store.index.refresh_snapshots()
+        await asyncio.sleep(0.5)
+        assert await snapshots.head(nb) is None
+        index.caught_up = True  # the build completed (current() sets it after its catch-up)
+        await store.index.refresh_snapshots()
+        for _ in range(100):
+            head = await snapshots.head(nb)
+            if head is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert head is not None and head.keys == MIN_KEYS + 1 and head.seq == MIN_KEYS + 1
+    finally:
+        store.index._heads.pop(bucket, None)
+        await store.close()
+        await nc.close()
