@@ -274,19 +274,26 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def secrets_of(settings: Settings) -> dict[str, str] | None:
+    """The credentials file's keys; None, with the reason on stderr, if there is none or it does not load."""
+    if settings.credentials_file is None:
+        sys.stderr.write("nats-s3: --s3.credentials is required (a JSON credentials file)\n")
+        return None
+    try:
+        return load_credentials(settings.credentials_file)
+    except CredentialsError as exc:
+        sys.stderr.write(f"nats-s3: {exc}\n")
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(argv)
     except ValueError as exc:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
-    if settings.credentials_file is None:
-        sys.stderr.write("nats-s3: --s3.credentials is required (a JSON credentials file)\n")
-        return 2
-    try:
-        secrets = load_credentials(settings.credentials_file)
-    except CredentialsError as exc:
-        sys.stderr.write(f"nats-s3: {exc}\n")
+    secrets = secrets_of(settings)
+    if secrets is None:
         return 2
     setup_logging(settings.log_format, settings.log_level)
     if settings.workers > 1:

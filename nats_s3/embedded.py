@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+from .datadir_lock import DataDirLock
+
 log = logging.getLogger("nats_s3.embedded")
 
 
@@ -238,3 +240,14 @@ class EmbeddedNatsServer:
                 await proc.wait()
         with contextlib.suppress(OSError):
             (self.data_dir.resolve() / PID_FILE).unlink()
+
+
+def private_nats(data_dir: Path, servers: list[str]) -> tuple[DataDirLock | None, EmbeddedNatsServer | None, list[str]]:
+    """With no NATS URL given: the data directory's lock, taken (DataDirLocked if another gateway has
+    it), and an embedded nats-server (not started) to connect to. With URLs: nothing to own."""
+    if servers:
+        return None, None, servers
+    lock = DataDirLock(data_dir)
+    lock.acquire()
+    embedded = EmbeddedNatsServer(data_dir)
+    return lock, embedded, [embedded.url]

@@ -24,8 +24,7 @@ from .api.context import error_response, new_request_id
 from .api.gateway import Gateway
 from .api.services import Services
 from .auth.credentials import CredentialsError, read_credentials_file
-from .datadir_lock import DataDirLock
-from .embedded import EmbeddedNatsServer
+from .embedded import EmbeddedNatsServer, private_nats
 from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
 from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
@@ -471,14 +470,7 @@ async def serve(
     metrics = Metrics()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    embedded: EmbeddedNatsServer | None = None
-    lock: DataDirLock | None = None
-    servers = settings.nats_servers
-    if not servers:
-        lock = DataDirLock(settings.data_dir)
-        lock.acquire()  # DataDirLocked: another gateway runs on this directory
-        embedded = EmbeddedNatsServer(settings.data_dir)
-        servers = [embedded.url]
+    lock, embedded, servers = private_nats(settings.data_dir, settings.nats_servers)
 
     def on_signal(signum: int) -> None:
         if stop.is_set():

@@ -195,9 +195,6 @@ class IndexSnapshots:
         previous = await self.head(nats_bucket)
         snapshot_id = self._nuid.next().decode()
         pieces = encode_state(state)
-        digest = hashlib.sha256()
-        for piece in pieces:
-            digest.update(piece)
 
         async def body() -> AsyncIterator[bytes]:
             for piece in pieces:
@@ -209,7 +206,7 @@ class IndexSnapshots:
         written = await writer.write_all(body())
         head = SnapshotHead(
             id=snapshot_id, seq=state.seq, stream_created=stream_created, taken_at=state.taken_at,
-            keys=len(state.objects), size=written.size, sha256=digest.hexdigest(), runs=written.runs,
+            keys=len(state.objects), size=written.size, sha256=written.sha256.hex(), runs=written.runs,
             chunks=written.chunks,
         )  # fmt: skip
         await self._publisher.request(

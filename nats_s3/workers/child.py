@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..auth.credentials import CredentialsError, load_credentials
-from ..cli import run_until_done
+from ..cli import run_until_done, secrets_of
 from ..observability.logging import setup_logging
 from .role import ROLE_ENV, WorkerRole
 
@@ -20,13 +19,8 @@ def main() -> int:
     role = WorkerRole.model_validate_json(raw)
     settings = role.settings
     setup_logging(settings.log_format, settings.log_level, fields={"worker": role.index})
-    if settings.credentials_file is None:
-        sys.stderr.write("nats-s3: --s3.credentials is required (a JSON credentials file)\n")
-        return 2
-    try:
-        secrets = load_credentials(settings.credentials_file)
-    except CredentialsError as exc:
-        sys.stderr.write(f"nats-s3: {exc}\n")
+    secrets = secrets_of(settings)
+    if secrets is None:
         return 2
     from ..server import serve
 

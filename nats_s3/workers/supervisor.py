@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .. import __version__
-from ..datadir_lock import DataDirLock
-from ..embedded import EmbeddedNatsServer
+from ..embedded import private_nats
 from ..settings import Settings
 from ..tls import tls_context
 from .role import ROLE_ENV, WorkerRole
@@ -214,14 +213,7 @@ async def supervise(settings: Settings, secrets: Mapping[str, str]) -> int:
     tls_context(settings)  # a certificate that does not load is one error here, not N in the workers
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    embedded: EmbeddedNatsServer | None = None
-    lock: DataDirLock | None = None
-    servers = settings.nats_servers
-    if not servers:
-        lock = DataDirLock(settings.data_dir)
-        lock.acquire()  # DataDirLocked: another gateway runs on this directory
-        embedded = EmbeddedNatsServer(settings.data_dir)
-        servers = [embedded.url]
+    lock, embedded, servers = private_nats(settings.data_dir, settings.nats_servers)
     reserved: list[socket.socket] = []
     run_dir = Path(tempfile.mkdtemp(prefix="nats-s3-workers-"))  # 0700: the group's sockets only
     group: WorkerGroup | None = None
