@@ -20,6 +20,7 @@ from .errors import BucketBusy, BucketNotFound, CorruptObject, StoreUnavailable
 from .fence import ERR_MESSAGE_TOO_BIG
 from .jsapi import API_PREFIX
 from .publisher import NoStream, PendingAck, PubAck, Publisher, PublishRejected
+from .replies import replies_for
 
 ACK_TIMEOUT = 30.0
 READ_TIMEOUT = 30.0
@@ -271,7 +272,7 @@ class ChunkReader:
         req = json.dumps({"seq": seq, "next_by_subj": self._subject}).encode()
         for attempt in range(SHORT_BATCH_RETRIES + 1):
             try:
-                msg = await self._nc.request(self._api, req, timeout=READ_TIMEOUT)
+                msg = await replies_for(self._nc).request(self._api, req, READ_TIMEOUT)
             except nats.errors.TimeoutError as exc:
                 raise StoreUnavailable("direct get timed out") from exc
             except nats.errors.Error as exc:

@@ -9,6 +9,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from .errors import StoreUnavailable
+from .replies import replies_for
 
 API_PREFIX = "$JS.API"
 API_TIMEOUT = 10.0
@@ -23,7 +24,7 @@ async def js_request(nc: NatsClient, subject: str, payload: dict[str, Any] | Non
     """`$JS.API.<subject>` with a JSON body; transport failures are StoreUnavailable, API errors are returned."""
     data = json.dumps(payload).encode() if payload is not None else b""
     try:
-        msg = await nc.request(f"{API_PREFIX}.{subject}", data, timeout=API_TIMEOUT)
+        msg = await replies_for(nc).request(f"{API_PREFIX}.{subject}", data, API_TIMEOUT)
     except nats.errors.NoRespondersError as exc:
         raise StoreUnavailable("JetStream is not enabled or not answering") from exc
     except (nats.errors.TimeoutError, nats.errors.Error) as exc:

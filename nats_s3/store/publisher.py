@@ -9,7 +9,6 @@ the ack, the JetStream error (with its code), or no-responders.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +16,9 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.nuid import NUID
 
 from .errors import StoreUnavailable
+from .replies import Replies, replies_for
 
 ACK_TIMEOUT = 30.0
 
@@ -45,101 +43,88 @@ class NoStream(Exception):
 
 
 class Publisher:
-    """One reply subscription for every publish of this gateway; futures resolved by reply token."""
+    """Acknowledged publishes, many in flight on one connection; the answers come on the connection's
+    reply inbox (store/replies.py)."""
 
     def __init__(self, nc: NatsClient) -> None:
-        self._nc = nc
         self.nc = nc
-        self._nuid = NUID()
-        self._prefix = ""
-        self._sub: Subscription | None = None
-        self._pending: dict[str, asyncio.Future[PubAck]] = {}
-        self._lock = asyncio.Lock()
-
-    async def _ensure(self) -> None:
-        if self._sub is not None:
-            return
-        async with self._lock:
-            if self._sub is None:
-                prefix = f"{self._nc.new_inbox()}."
-                self._sub = await self._nc.subscribe(prefix + "*", cb=self._on_reply, pending_msgs_limit=-1)
-                self._prefix = prefix
-
-    async def _on_reply(self, msg: Msg) -> None:
-        future = self._pending.pop(msg.subject[len(self._prefix) :], None)
-        if future is None or future.done():
-            return
-        headers = msg.headers
-        if headers and headers.get("Status") == "503":
-            future.set_exception(NoStream())
-            return
-        try:
-            resp: dict[str, Any] = json.loads(msg.data)
-        except ValueError:
-            future.set_exception(StoreUnavailable(f"unreadable publish ack: {msg.data[:200]!r}"))
-            return
-        err = resp.get("error")
-        if err:
-            future.set_exception(PublishRejected(int(err.get("err_code") or 0), str(err.get("description") or "")))
-            return
-        future.set_result(PubAck(str(resp.get("stream") or ""), int(resp.get("seq") or 0)))
+        self._replies = replies_for(nc)
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> PendingAck:
         """Send one message without waiting; `wait()` on the result gives its ack."""
-        await self._ensure()
-        token = self._nuid.next().decode()
-        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
-        self._pending[token] = future
+        reply, future = await self._replies.expect()
         try:
-            await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            await self.nc.publish(subject, payload, reply=reply, headers=headers)
         except nats.errors.Error as exc:
-            self._pending.pop(token, None)
+            self._replies.forget(reply)
             raise StoreUnavailable(f"publish to {subject}: {exc!r}") from exc
-        return PendingAck(self, token, future)
+        return PendingAck(self._replies, reply, future)
 
     async def request(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> PubAck:
         """Publish and wait for the ack."""
         return await (await self.publish(subject, payload, headers)).wait()
 
-    def _drop(self, token: str) -> None:
-        future = self._pending.pop(token, None)
-        if future is not None and not future.done():
-            future.cancel()
-
     async def close(self) -> None:
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(StoreUnavailable("publisher closed"))
-                # Marked retrieved: a waiter still gets the error, and one that gave up (its shield
-                # cancelled) leaves no "exception was never retrieved" in the shutdown log.
-                future.exception()
-        self._pending.clear()
+        await self._replies.close()
+
+
+def _ack_of(msg: Msg) -> PubAck:
+    """The publish's outcome from JetStream's answer: its ack, or the refusal raised."""
+    headers = msg.headers
+    if headers and headers.get("Status") == "503":
+        raise NoStream()
+    try:
+        resp: dict[str, Any] = json.loads(msg.data)
+    except ValueError:
+        raise StoreUnavailable(f"unreadable publish ack: {msg.data[:200]!r}") from None
+    err = resp.get("error")
+    if err:
+        raise PublishRejected(int(err.get("err_code") or 0), str(err.get("description") or ""))
+    return PubAck(str(resp.get("stream") or ""), int(resp.get("seq") or 0))
 
 
 class PendingAck:
     """One publish whose ack has not been waited for yet."""
 
-    __slots__ = ("_future", "_publisher", "_token")
+    __slots__ = ("_future", "_replies", "_reply")
 
-    def __init__(self, publisher: Publisher, token: str, future: asyncio.Future[PubAck]) -> None:
-        self._publisher = publisher
-        self._token = token
+    def __init__(self, replies: Replies, reply: str, future: asyncio.Future[Msg]) -> None:
+        self._replies = replies
+        self._reply = reply
         self._future = future
 
     def done(self) -> bool:
         return self._future.done()
 
     async def wait(self, timeout: float = ACK_TIMEOUT) -> PubAck:
-        """The ack; a lost answer is StoreUnavailable, a refusal PublishRejected or NoStream."""
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._future), timeout)
-        except TimeoutError as exc:
-            self._publisher._drop(self._token)
-            raise StoreUnavailable("JetStream did not acknowledge a publish in time") from exc
+        """The ack; a lost answer is StoreUnavailable, a refusal PublishRejected or NoStream.
+
+        A waiter that is cancelled leaves the answer to a later `wait` (the future is not awaited
+        directly, which would cancel it too). Most acks are in by the time they are waited for, and
+        cost no timer.
+        """
+        future = self._future
+        if not future.done():
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+
+            def release(_: object = None) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            future.add_done_callback(release)
+            timer = loop.call_later(timeout, release)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                future.remove_done_callback(release)
+            if not future.done():
+                self._replies.forget(self._reply)
+                raise StoreUnavailable("JetStream did not acknowledge a publish in time")
+        if future.cancelled():
+            raise StoreUnavailable("JetStream did not acknowledge a publish in time")
+        return _ack_of(future.result())
 
     def abandon(self) -> None:
         """Nobody will wait for this ack: drop it, and retrieve an error already set so asyncio does not log it."""
@@ -147,7 +132,7 @@ class PendingAck:
             if not self._future.cancelled():
                 self._future.exception()
         else:
-            self._publisher._drop(self._token)
+            self._replies.forget(self._reply)
 
 
 async def settle_all(pending: list[PendingAck], timeout: float = ACK_TIMEOUT) -> list[PubAck | BaseException]:

@@ -1,0 +1,109 @@
+"""One reply inbox per NATS connection: every request and every acknowledged publish of the gateway
+gets its answer on `<inbox>.<token>` of a single wildcard subscription.
+
+nats-py's `request()` costs a random token from the OS (`secrets.token_hex`), a done-callback and an
+`asyncio.wait_for` per call; on a small GET (two requests) that was a tenth of the gateway's CPU. Here
+a token is a counter, and a timeout is one timer handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import weakref
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from .errors import StoreUnavailable
+
+
+class Replies:
+    """Futures of the answers not yet received, by token."""
+
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._tokens = itertools.count(1)
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> None:
+        if self._sub is not None:
+            return
+        async with self._lock:
+            if self._sub is None:
+                prefix = f"{self._nc.new_inbox()}."
+                # No pending limits: an answer dropped as a slow consumer would be a request timing out.
+                self._sub = await self._nc.subscribe(
+                    prefix + "*", cb=self._on_reply, pending_msgs_limit=0, pending_bytes_limit=0
+                )
+                self._prefix = prefix
+
+    async def _on_reply(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    async def expect(self) -> tuple[str, asyncio.Future[Msg]]:
+        """A reply subject and the future its answer will be set on (`forget` it if never sent)."""
+        if self._sub is None:
+            await self._ensure()
+        token = format(next(self._tokens), "x")
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        return self._prefix + token, future
+
+    def forget(self, reply: str) -> None:
+        future = self._waiting.pop(reply[len(self._prefix) :], None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    async def request(self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None = None) -> Msg:
+        """Publish with a reply subject and wait for the answer: nats.errors.TimeoutError when none
+        came in `timeout`, NoRespondersError when nobody listens on `subject`."""
+        reply, future = await self.expect()
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            await self._nc.publish(subject, payload, reply=reply, headers=headers)
+            msg = await future
+        finally:
+            timer.cancel()
+            self._waiting.pop(reply[len(self._prefix) :], None)
+        if msg.headers and msg.headers.get("Status") == "503":
+            raise nats.errors.NoRespondersError
+        return msg
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(StoreUnavailable("connection closed"))
+                # Marked retrieved: a waiter still gets the error, and one that gave up leaves no
+                # "exception was never retrieved" in the shutdown log.
+                future.exception()
+        self._waiting.clear()
+
+
+def _expire(future: asyncio.Future[Msg]) -> None:
+    if not future.done():
+        future.set_exception(nats.errors.TimeoutError())
+
+
+_BY_CONNECTION: weakref.WeakKeyDictionary[NatsClient, Replies] = weakref.WeakKeyDictionary()
+
+
+def replies_for(nc: NatsClient) -> Replies:
+    """The connection's reply inbox (made on first use)."""
+    found = _BY_CONNECTION.get(nc)
+    if found is None:
+        found = _BY_CONNECTION[nc] = Replies(nc)
+    return found
