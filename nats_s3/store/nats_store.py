@@ -16,6 +16,7 @@ from nats.nuid import NUID
 from . import naming
 from .bucket_config import BucketConfigs
 from .chunks import ChunkReader
+from .direct_reads import DirectReads, LastMessage, NotDirect
 from .errors import (
     BucketAlreadyExists,
     BucketBusy,
@@ -61,6 +62,7 @@ class NatsStore(VersionedWrites):
         self.nc = nc
         self.js = nc.jetstream()
         self.publisher = Publisher(nc)
+        self.direct = DirectReads(nc)
         self.nuid = NUID()
         self.replicas = replicas
         self.chunk_size = chunk_size
@@ -86,6 +88,7 @@ class NatsStore(VersionedWrites):
     async def close(self) -> None:
         await self.index.close()
         await self.configs.close()
+        await self.direct.close()
         await self.publisher.close()
 
     # ---- JetStream API plumbing -------------------------------------------------------------
@@ -223,6 +226,7 @@ class NatsStore(VersionedWrites):
                     raise BucketNotFound(bucket)
                 raise StoreUnavailable(f"delete stream {stream}: {err.get('description')}")
             deleted = True
+            self.direct.forget(stream)
         finally:
             if not deleted:
                 with contextlib.suppress(BucketNotFound, StoreUnavailable):
@@ -251,12 +255,26 @@ class NatsStore(VersionedWrites):
     # ---- reading metadata -------------------------------------------------------------------------
 
     async def _last_on(self, bucket: str, subject: str) -> Head | None:
-        """The last message on a subject of the bucket's stream, read from the stream leader.
+        """The last message on a subject of the bucket's stream, as its leader has it.
 
-        The leader, not a direct get that any replica may answer, so that a read right after a write
-        (through this gateway or another) sees it, and compare-and-set writes compare with the truth.
+        As the leader has it, not as a replica that may be behind, so that a read right after a write
+        (through this gateway or another) sees it, and compare-and-set writes compare with the truth:
+        a direct get where the stream has one replica (store/direct_reads.py), else the leader's API.
         """
         stream = naming.stream_name(naming.nats_bucket(bucket))
+        try:
+            last = await self.direct.last_on(stream, subject)
+        except NotDirect:
+            last = await self._last_from_leader(bucket, stream, subject)
+        if last is None:
+            return None
+        try:
+            doc = parse_doc(last.data, subject)
+        except Exception as exc:
+            raise CorruptObject(f"unreadable record {subject}") from exc
+        return Head(last.seq, doc)
+
+    async def _last_from_leader(self, bucket: str, stream: str, subject: str) -> LastMessage | None:
         resp = await self._api(f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})
         if err := resp.get("error"):
             code = err.get("err_code")
@@ -266,12 +284,7 @@ class NatsStore(VersionedWrites):
                 raise BucketNotFound(bucket)
             raise StoreUnavailable(f"{subject}: {err.get('description')}")
         message = resp.get("message") or {}
-        data = base64.b64decode(message.get("data") or "")
-        try:
-            doc = parse_doc(data, subject)
-        except Exception as exc:
-            raise CorruptObject(f"unreadable record {subject}") from exc
-        return Head(int(message.get("seq", 0)), doc)
+        return LastMessage(int(message.get("seq", 0)), base64.b64decode(message.get("data") or ""))
 
     async def read_head(self, bucket: str, key: str) -> Head | None:
         """The key's meta message: its latest version, a deletion, or None."""
