@@ -114,8 +114,11 @@ def measure(gw: Gateway, client: Client, bucket: str, count: int) -> dict[str, t
             client.send(method, f"/{bucket}/{key}", body if method == "PUT" else b"")
         after = gw.cpu()
         out[operation] = ((after[0] - before[0]) / count * 1e6, (after[1] - before[1]) / count * 1e6)
+    before = gw.cpu()
     for key in keys:
         client.send("DELETE", f"/{bucket}/{key}")
+    after = gw.cpu()
+    out["DELETE"] = ((after[0] - before[0]) / count * 1e6, (after[1] - before[1]) / count * 1e6)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,8 +21,14 @@ log = logging.getLogger("nats_s3.api")
 XML_TYPE = "application/xml"
 
 
+# A request id is this process's random prefix and a counter: unique across gateways and workers for
+# log correlation, without a read of the OS's random source per request (4 % of a small GET's CPU).
+_ID_PREFIX = secrets.token_hex(4).upper()
+_ID_COUNTER = itertools.count(secrets.randbelow(1 << 32))
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(8).upper()
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08X}"
 
 
 def lower_headers(request: web.Request) -> dict[str, str]:

@@ -42,7 +42,7 @@ from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
 from .body import UploadBody, copy_source, read_request_xml
 from .bucket_access import writer_owner
 from .context import S3Context
-from .raw_response import RawHeadersResponse
+from .raw_response import RawHeadersBodyResponse, RawHeadersResponse
 from .services import Services
 from .versions import shows_versions, version_id_arg
 
@@ -219,8 +219,7 @@ async def get_object(services: Services, ctx: S3Context) -> web.StreamResponse:
     if isinstance(plan, web.Response):
         return plan
     info, start, end = plan.info, plan.start, plan.end
-    resp = RawHeadersResponse(status=plan.status, headers=plan.headers)
-    resp.content_length = end - start + 1
+    length = end - start + 1
     stream = services.store.read_object(info, start, end)
     # Touch NATS before sending headers, so a missing chunk or lost connection is still an S3 error.
     first: bytes | None = None
@@ -229,6 +228,12 @@ async def get_object(services: Services, ctx: S3Context) -> web.StreamResponse:
     except store_errors.StoreError:
         await _aclose(stream)
         raise
+    if first is None or len(first) == length:
+        # All of it in hand (most small objects are one chunk): headers and body leave in one write.
+        await _aclose(stream)
+        return RawHeadersBodyResponse(status=plan.status, headers=plan.headers, body=first or b"")
+    resp = RawHeadersResponse(status=plan.status, headers=plan.headers)
+    resp.content_length = length
     await resp.prepare(ctx.request)
     write_timeout = services.settings.http_write_timeout
 

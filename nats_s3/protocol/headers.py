@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, quote, urlencode
 
 from ..auth import grants
@@ -52,8 +52,18 @@ CANNED_ACLS = frozenset(
 _RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(value: datetime) -> str:
-    return format_datetime(value.astimezone(UTC).replace(microsecond=0), usegmt=True)
+    """RFC 7231 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted directly: email.utils'
+    general formatter was a visible part of every GET's and HEAD's CPU."""
+    t = value.astimezone(UTC)
+    return (
+        f"{_WEEKDAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} GMT"
+    )
 
 
 def parse_http_date(value: str | None) -> datetime | None:

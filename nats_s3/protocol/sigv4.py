@@ -97,8 +97,13 @@ def _to_bytes(value: str) -> bytes:
         return value.encode("utf-8", "surrogatepass")
 
 
+_CANONICAL_AS_IS = re.compile(r"[A-Za-z0-9/._~-]*")
+
+
 def canonical_uri(raw_path: str) -> str:
     """Canonical URI for S3: each segment decoded once and re-encoded, never normalised ('//', '..' stay)."""
+    if raw_path and _CANONICAL_AS_IS.fullmatch(raw_path):
+        return raw_path  # nothing encoded, nothing to encode: the common path is its own canonical form
     raw = _to_bytes(raw_path or "/")
     # Splitting before decoding keeps an encoded %2F inside a segment, as the client meant it.
     return "/".join(quote(unquote_to_bytes(seg), safe="") for seg in raw.split(b"/"))
