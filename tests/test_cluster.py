@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -105,3 +106,51 @@ def test_versions_and_delete_bucket_on_a_replicated_bucket(two_gateways) -> None
     b.delete_bucket(Bucket="replicated.versions")
     with pytest.raises(a.exceptions.ClientError):
         a.head_bucket(Bucket="replicated.versions")
+
+
+def test_meta_reads_of_replicated_streams_ask_the_leader(cluster: NatsCluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Direct gets only where the stream has one replica: a follower behind its leader could miss a write."""
+    from nats_s3.store import direct_reads
+
+    _wait_jetstream(cluster.urls)
+    monkeypatch.setattr(direct_reads, "REFRESH", 0.2)
+    asyncio.run(_replicated_reads(cluster))
+
+
+async def _replicated_reads(cluster: NatsCluster) -> None:
+    from nats_s3.store.direct_reads import DirectReads, NotDirect
+
+    nc = await nats.connect(cluster.urls)
+    js = nc.jetstream()
+    reads = DirectReads(nc)
+    three, one = "DR_THREE", "DR_ONE"
+    try:
+        await js.add_stream(name=three, subjects=["dr3.>"], num_replicas=3, allow_direct=True)
+        await js.add_stream(name=one, subjects=["dr1.>"], num_replicas=1, allow_direct=True)
+        await js.publish("dr1.a", b"x")
+        deadline = time.monotonic() + 10
+        while one not in reads._single and time.monotonic() < deadline:
+            for stream, subject in ((three, "dr3.a"), (one, "dr1.a")):
+                with pytest.raises(NotDirect):
+                    await reads.last_on(stream, subject)
+            await asyncio.sleep(0.05)
+        assert one in reads._single and three not in reads._single
+        assert (await reads.last_on(one, "dr1.a")) is not None  # direct
+        with pytest.raises(NotDirect):
+            await reads.last_on(three, "dr3.a")
+        # Scaled up to three replicas: read from the leader again once the stream is looked at again.
+        config = (await js.stream_info(one)).config
+        config.num_replicas = 3
+        await js.update_stream(config)
+        deadline = time.monotonic() + 10
+        while one in reads._single and time.monotonic() < deadline:
+            with contextlib.suppress(NotDirect):
+                await reads.last_on(one, "dr1.a")
+            await asyncio.sleep(0.05)
+        assert one not in reads._single
+    finally:
+        await reads.close()
+        for stream in (three, one):
+            with contextlib.suppress(Exception):
+                await js.delete_stream(stream)
+        await nc.close()
