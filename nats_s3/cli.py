@@ -37,13 +37,26 @@ def parse_duration(text: str) -> float:
     return sum(float(v) * _UNITS[u] for v, u in re.findall(f"({_NUMBER})(ms|d|h|m|s)", rest))
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+               "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """Bytes, or a number with a unit: '32MiB', '1.5GB', '512k' (binary units where an 'i' says so)."""
+    match = re.fullmatch(f"({_NUMBER})\\s*([A-Za-z]*)", text.strip())
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"invalid size {text!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str  # as on the command line, without dashes
     field: str  # Settings field
     env: str
     help: str
-    kind: str = "str"  # str | int | duration | list | path | workers
+    kind: str = "str"  # str | int | size | duration | list | path | workers
     metavar: str = ""  # what --help shows the value as (default from kind)
 
 
@@ -51,6 +64,7 @@ _METAVARS = {
     "duration": "DURATION",
     "path": "FILE",
     "int": "N",
+    "size": "SIZE",
     "list": "URL[,URL...]",
     "str": "VALUE",
     "workers": "N|auto",
@@ -183,6 +197,13 @@ FLAGS = (
         "the S3 region this gateway answers for: SigV4 scopes must name it (default us-east-1)",
         metavar="REGION",
     ),
+    Flag(
+        "cache.size",
+        "read_cache_size",
+        "NATS_S3_CACHE_SIZE",
+        "memory for the bytes of small objects recently read, each up to 1/256 of it (default 32MiB; 0: off)",
+        "size",
+    ),
     Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path", "DIR"),
 )
 
@@ -229,6 +250,8 @@ def _convert(flag: Flag, raw: str) -> object:
         return parse_duration(raw)
     if flag.kind == "int":
         return int(raw)
+    if flag.kind == "size":
+        return parse_size(raw)
     if flag.kind == "path":
         return Path(raw) if raw else None
     if flag.kind == "workers":

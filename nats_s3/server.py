@@ -401,6 +401,7 @@ async def _open_session(
         chunk_size=settings.chunk_size,
         claim_refresh=settings.gc_grace / 3,
         index_snapshot_max_age=settings.gc_grace / 2,
+        read_cache_bytes=settings.read_cache_size,
     )
     session = _NatsSession(nc, store)
     try:
@@ -420,6 +421,8 @@ async def _open_session(
         multipart_expiry=settings.multipart_expiry,
     )
     metrics.watch_collector(collector.stats)
+    if store.read_cache is not None:
+        metrics.watch_read_cache(store.read_cache)
     gateway.attach(
         Services(
             store=store,

@@ -48,6 +48,8 @@ class Settings(BaseModel):
     domain: str | None = None  # enables virtual-host-style addressing: <bucket>.<domain>
     # Object bytes are cut into NATS messages of this size (must stay under the server's max_payload).
     chunk_size: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
+    # Bytes of small objects recently read, kept per gateway process (store/read_cache.py); 0: none.
+    read_cache_size: int = Field(default=32 * 1024 * 1024, ge=0)
 
     @field_validator("listen")
     @classmethod

@@ -37,6 +37,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["--natsReplicas", "9"], "--natsReplicas"),
         (["--http.idle-timeout", "soon"], "--http.idle-timeout"),
         (["--log.format", "xml"], "--log.format"),
+        (["--cache.size", "lots"], "--cache.size"),
+        (["--cache.size", "-1"], "--cache.size"),
         (["--natsServers", "localhost:4222"], "--natsServers"),
         (["--no-such-flag"], "unrecognized"),
         ([], "--s3.credentials"),
@@ -120,7 +122,11 @@ def test_flags_and_environment() -> None:
     assert str(settings.credentials_file) == "c.json"
     assert str(settings.data_dir) == "/tmp/x"
     assert (settings.nats_user, settings.nats_password, settings.log_level) == ("u", "p", "debug")
+    assert settings_from(["--cache.size", "64MiB"], {}).read_cache_size == 64 * 1024 * 1024
+    assert settings_from([], {"NATS_S3_CACHE_SIZE": "0"}).read_cache_size == 0
+    assert settings_from([], {"NATS_S3_CACHE_SIZE": "1.5GB"}).read_cache_size == 1_500_000_000
     defaults = settings_from([], {})
+    assert defaults.read_cache_size == 32 * 1024 * 1024
     assert defaults.listen == "0.0.0.0:5222"
     assert defaults.nats_servers == []
 

@@ -41,14 +41,18 @@ def test_metrics_on_the_s3_port(nats_url: str, tmp_path: Path, s3) -> None:  # t
     try:
         client = make_client(gw.endpoint)
         client.put_object(Bucket=bucket, Key="k", Body=b"y" * 12345)
-        client.get_object(Bucket=bucket, Key="k")["Body"].read()
+        for _ in range(3):  # 12345 bytes: under the default cache's 128 KiB per object
+            assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"y" * 12345
         with pytest.raises(client.exceptions.ClientError):
             client.get_object(Bucket=bucket, Key="missing")
         upload_id = client.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
         text = requests.get(f"{gw.endpoint}/metrics", timeout=10).text
         assert metric_value(text, "nats_s3_requests_total", operation="PutObject", status="200") == 1
         assert metric_value(text, "nats_s3_requests_total", operation="GetObject", status="404") == 1
-        assert metric_value(text, "nats_s3_request_duration_seconds_count", operation="GetObject") == 2
+        assert metric_value(text, "nats_s3_request_duration_seconds_count", operation="GetObject") == 4
+        assert metric_value(text, "nats_s3_read_cache_misses_total") == 1
+        assert metric_value(text, "nats_s3_read_cache_hits_total") == 2
+        assert (metric_value(text, "nats_s3_read_cache_bytes") or 0) >= 12345
         assert (metric_value(text, "nats_s3_received_bytes_total", operation="PutObject") or 0) >= 12345
         assert (metric_value(text, "nats_s3_sent_bytes_total", operation="GetObject") or 0) >= 12345
         assert metric_value(text, "nats_s3_requests_in_flight") == 0

@@ -99,6 +99,21 @@ class _CollectorStatsCollector(Collector):
         )
 
 
+class _ReadCacheCollector(Collector):
+    """The small-object read cache of this process (store/read_cache.py)."""
+
+    def __init__(self, cache: Any) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterable[Any]:
+        c = self._cache
+        yield CounterMetricFamily("nats_s3_read_cache_hits", "GETs served from the small-object cache.", value=c.hits)
+        yield CounterMetricFamily(
+            "nats_s3_read_cache_misses", "GETs of cacheable objects read from NATS.", value=c.misses
+        )
+        yield GaugeMetricFamily("nats_s3_read_cache_bytes", "Memory the small-object cache holds.", value=c.bytes)
+
+
 class Metrics:
     """All of the gateway's metrics in one registry of its own."""
 
@@ -133,6 +148,7 @@ class Metrics:
         )
         self.storage = StorageSnapshot()
         self.registry.register(_StorageCollector(self.storage))
+        self._children: dict[tuple[str, int], tuple[Any, Any, Any, Any]] = {}
 
     def watch_collector(self, stats: Any) -> None:
         """Report this collector's stats (a collector built after a reconnect replaces the last one)."""
@@ -142,13 +158,31 @@ class Metrics:
         self._collector_stats = _CollectorStatsCollector(stats)
         self.registry.register(self._collector_stats)
 
+    def watch_read_cache(self, cache: Any) -> None:
+        previous = getattr(self, "_read_cache", None)
+        if previous is not None:
+            self.registry.unregister(previous)
+        self._read_cache = _ReadCacheCollector(cache)
+        self.registry.register(self._read_cache)
+
     def observe(self, operation: str, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
-        self.requests.labels(operation, str(status)).inc()
-        self.latency.labels(operation).observe(seconds)
+        # The labelled children, looked up once per operation and status: `labels()` validates and
+        # locks on every call.
+        children = self._children.get((operation, status))
+        if children is None:
+            children = self._children[(operation, status)] = (
+                self.requests.labels(operation, str(status)),
+                self.latency.labels(operation),
+                self.bytes_in.labels(operation),
+                self.bytes_out.labels(operation),
+            )
+        requests, latency, received, sent = children
+        requests.inc()
+        latency.observe(seconds)
         if bytes_in:
-            self.bytes_in.labels(operation).inc(bytes_in)
+            received.inc(bytes_in)
         if bytes_out:
-            self.bytes_out.labels(operation).inc(bytes_out)
+            sent.inc(bytes_out)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

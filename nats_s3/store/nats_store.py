@@ -36,6 +36,7 @@ from .list_index import ListIndex, ListPage, VersionPage
 from .models import BucketInfo, ObjectInfo, PartRef, parse_mtime
 from .pauses import PausePoints
 from .publisher import Publisher
+from .read_cache import ReadCache
 from .versions import NULL, Versioning, is_marker, is_version, nullv_of, s3_version_id
 from .writes import DeleteResult, Head, VersionedWrites, info_of, live_in_history, parse_doc
 
@@ -55,14 +56,17 @@ class NatsStore(VersionedWrites):
         read_batch_bytes: int = 4 * 1024 * 1024,
         claim_refresh: float = 600.0,
         index_snapshot_max_age: float = 1800.0,
+        read_cache_bytes: int = 0,
     ) -> None:
         """`claim_refresh`: how often a write in progress claims its chunks again; keep it well under
         the collector's grace period (a third of it, say). `index_snapshot_max_age`: the oldest listing
-        index snapshot used, at most half the grace (index_snapshot.py says why); 0 uses none."""
+        index snapshot used, at most half the grace (index_snapshot.py says why); 0 uses none.
+        `read_cache_bytes`: how much the cache of small objects' bytes holds (store/read_cache.py); 0: none."""
         self.nc = nc
         self.js = nc.jetstream()
         self.publisher = Publisher(nc)
         self.direct = DirectReads(nc)
+        self.read_cache = ReadCache(read_cache_bytes) if read_cache_bytes > 0 else None
         self.nuid = NUID()
         self.replicas = replicas
         self.chunk_size = chunk_size
@@ -323,7 +327,20 @@ class NatsStore(VersionedWrites):
         before start. A version overwritten or deleted meanwhile is still read in full: its chunks
         stay until the collector's grace period has passed."""
         last = info.size - 1 if end is None else min(end, info.size - 1)
+        if self.read_cache is not None and self.read_cache.holds(info) and start <= last:
+            return self._read_cached(self.read_cache, info, start, last)
         return self._read(info, start, last)
+
+    async def _read_cached(
+        self, cache: ReadCache, info: ObjectInfo, start: int, last: int
+    ) -> AsyncGenerator[bytes, None]:
+        """A small object from the cache, or read whole from NATS into it (a range of it included)."""
+        data = cache.get(info)
+        if data is None:
+            async with contextlib.aclosing(self._read(info, 0, info.size - 1)) as pieces:
+                data = b"".join([piece async for piece in pieces])
+            cache.put(info, data)
+        yield data if start == 0 and last == len(data) - 1 else data[start : last + 1]
 
     async def _read(self, info: ObjectInfo, start: int, last: int) -> AsyncGenerator[bytes, None]:
         if info.size == 0 or start > last:
