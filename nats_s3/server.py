@@ -68,7 +68,7 @@ class _S3RequestHandler(RequestHandler):
         # --http.read-header-timeout: a client gets this long to send a whole request head, so a
         # connection trickling headers (or sending nothing) cannot hold a slot forever.
         if self.header_timeout > 0 and self._header_timer is None:
-            self._header_timer = asyncio.get_running_loop().call_later(self.header_timeout, self._header_timed_out)
+            self._header_timer = self._loop.call_later(self.header_timeout, self._header_timed_out)
 
     def _disarm_header_timer(self) -> None:
         if self._header_timer is not None:

@@ -60,6 +60,11 @@ class Publisher:
             raise StoreUnavailable(f"publish to {subject}: {exc!r}") from exc
         return PendingAck(self._replies, reply, future)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The connection's event loop, once a publish or request was made."""
+        return self._replies.loop
+
     async def request(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> PubAck:
         """Publish and wait for the ack."""
         return await (await self.publish(subject, payload, headers)).wait()
@@ -105,7 +110,7 @@ class PendingAck:
         """
         future = self._future
         if not future.done():
-            loop = asyncio.get_running_loop()
+            loop = future.get_loop()  # not get_running_loop(): a system call on Python 3.11 (replies.py)
             waiter: asyncio.Future[None] = loop.create_future()
 
             def release(_: object = None) -> None:

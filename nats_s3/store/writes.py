@@ -221,7 +221,7 @@ class VersionedWrites:
             yield
             return
         nb = naming.nats_bucket(bucket)
-        loop = asyncio.get_running_loop()
+        loop = self.publisher.loop or asyncio.get_running_loop()
         running: list[asyncio.Task[None]] = []
         timer: asyncio.TimerHandle | None = None
 
