@@ -387,3 +387,16 @@ def test_rclone_copy_large_file(gateway, s3, bucket: str, tmp_path: Path) -> Non
 def test_multipart_keeps_tagging(s3, bucket: str) -> None:
     upload(s3, bucket, "tagged", [os.urandom(100)], Tagging="stage=raw")
     assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [{"Key": "stage", "Value": "raw"}]
+
+
+def test_a_parts_signed_payload_hash_is_checked(gateway, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """A part is hashed with SHA-256 only where something checks it: a signed payload here."""
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="signed")["UploadId"]
+    url = f"{gateway.endpoint}/{bucket}/signed?partNumber=1&uploadId={upload_id}"
+    resp = signed_request("PUT", url, body=b"claimed part", send_body=b"another one!")
+    assert resp.status_code == 400 and "<Code>XAmzContentSHA256Mismatch</Code>" in resp.text
+    assert s3.list_parts(Bucket=bucket, Key="signed", UploadId=upload_id).get("Parts", []) == []
+    resp = signed_request("PUT", url, body=b"the real part")
+    assert resp.status_code == 200
+    assert resp.headers["ETag"] == f'"{hashlib.md5(b"the real part").hexdigest()}"'
+    s3.abort_multipart_upload(Bucket=bucket, Key="signed", UploadId=upload_id)

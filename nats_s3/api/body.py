@@ -110,6 +110,11 @@ class UploadBody:
         self.received = 0
 
     @property
+    def needs_sha256(self) -> bool:
+        """Whether `before_commit` looks at the body's SHA-256: a signed payload, or a SHA256 checksum."""
+        return self._expected_sha256 is not None or self._algorithm == "SHA256"
+
+    @property
     def expected_size(self) -> int | None:
         return self._decoded_length if self._decoded_length is not None else self._content_length
 

@@ -100,7 +100,13 @@ async def upload_part(services: Services, ctx: S3Context) -> web.Response:
         required_algorithm=upload.checksum_algorithm,
     )
     part = await services.multipart.upload_part(
-        ctx.bucket, ctx.key, upload.upload_id, number, body.stream(), _checksum_value(body.before_commit)
+        ctx.bucket,
+        ctx.key,
+        upload.upload_id,
+        number,
+        body.stream(),
+        _checksum_value(body.before_commit),
+        sha256=body.needs_sha256,
     )
     headers = {"ETag": f'"{part.etag}"'}
     if upload.checksum_algorithm and part.checksum:
@@ -138,6 +144,7 @@ async def _upload_part_copy(services: Services, ctx: S3Context, number: int, upl
         number,
         copy_source(services.store.read_object(source, start, end), hasher),
         before_commit,
+        sha256=False,  # the part's checksum, if any, comes from `hasher`
     )
     items: list[XmlChild] = [("ETag", f'"{part.etag}"'), ("LastModified", part.last_modified[:23] + "Z")]
     items += _checksum_items(upload.checksum_algorithm, part.checksum)

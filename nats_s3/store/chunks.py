@@ -45,9 +45,11 @@ class BodyDigester:
     worker per body) and at most `window` chunks wait to be hashed.
     """
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, *, sha256: bool = True) -> None:
+        """`sha256`: False where nobody needs the body's SHA-256 (a part sent unsigned, without a
+        SHA-256 checksum): its digest is then empty, and hashing costs a third less."""
         self._md5 = hashlib.md5()
-        self._sha256 = hashlib.sha256()
+        self._sha256 = hashlib.sha256() if sha256 else None
         self._window = window
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque[asyncio.Future[None]] = deque()
@@ -55,7 +57,8 @@ class BodyDigester:
 
     def _update(self, data: bytes) -> None:
         self._md5.update(data)
-        self._sha256.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
 
     async def feed(self, data: bytes) -> None:
         self._fed += 1
@@ -74,7 +77,7 @@ class BodyDigester:
                 await self._pending.popleft()
         finally:
             self.close()
-        return self._md5.digest(), self._sha256.digest()
+        return self._md5.digest(), self._sha256.digest() if self._sha256 is not None else b""
 
     def close(self) -> None:
         if self._pool is not None:
@@ -95,7 +98,15 @@ class ChunkWriter:
     """
 
     def __init__(
-        self, publisher: Publisher, subject: str, stream: str, chunk_size: int, window: int, intent: Intent | None
+        self,
+        publisher: Publisher,
+        subject: str,
+        stream: str,
+        chunk_size: int,
+        window: int,
+        intent: Intent | None,
+        *,
+        sha256: bool = True,
     ) -> None:
         self._publisher = publisher
         self._subject = subject
@@ -108,7 +119,7 @@ class ChunkWriter:
         self._runs: list[tuple[int, int]] = []
         self._chunks = 0
         self._size = 0
-        self._digester = BodyDigester(self._window)
+        self._digester = BodyDigester(self._window, sha256=sha256)
 
     async def write_all(self, body: AsyncIterator[bytes]) -> WrittenChunks:
         size = self._chunk_size

@@ -229,14 +229,17 @@ class MultipartStore:
         number: int,
         body: AsyncIterator[bytes],
         before_commit: PartCommit,
+        *,
+        sha256: bool = True,
     ) -> PartRecord:
-        """Stream one part; re-uploading a part number replaces it (the old bytes go to the collector)."""
+        """Stream one part; re-uploading a part number replaces it (the old bytes go to the collector).
+        `sha256`: whether `before_commit` needs the part's SHA-256 (else its digest is empty)."""
         await self._open_upload(bucket, key, upload_id)
         records = self.records(bucket)
         owners = [part_owner(upload_id, number)]
         nuid = self.store.new_nuid()
         async with self.store.claimed_while_writing(bucket, nuid, None, owners):
-            written = await self.store.write_chunks(bucket, body, nuid=nuid, key=None, owners=owners)
+            written = await self.store.write_chunks(bucket, body, nuid=nuid, key=None, owners=owners, sha256=sha256)
             part, seq = await self._record_part(bucket, upload_id, number, nuid, written, before_commit)
         # An upload completed or aborted meanwhile did not take this part: say so, and drop its record.
         try:

@@ -190,9 +190,17 @@ class VersionedWrites:
         return self.nuid.next().decode()
 
     async def write_chunks(
-        self, bucket: str, body: AsyncIterator[bytes], *, nuid: str, key: str | None, owners: list[Owner]
+        self,
+        bucket: str,
+        body: AsyncIterator[bytes],
+        *,
+        nuid: str,
+        key: str | None,
+        owners: list[Owner],
+        sha256: bool = True,
     ) -> WrittenChunks:
-        """Stream a body onto chunk subject `nuid` of the bucket, claimed for `owners` before its first chunk."""
+        """Stream a body onto chunk subject `nuid` of the bucket, claimed for `owners` before its first
+        chunk. `sha256`: whether its SHA-256 is computed (an object's digest needs it; a part may not)."""
         nb = naming.nats_bucket(bucket)
 
         async def intent() -> PendingAck:
@@ -200,7 +208,7 @@ class VersionedWrites:
 
         writer = ChunkWriter(
             self.publisher, naming.chunk_subject(nb, nuid), naming.stream_name(nb), self.chunk_size,
-            self.write_window, intent,
+            self.write_window, intent, sha256=sha256,
         )  # fmt: skip
         try:
             return await writer.write_all(body)
