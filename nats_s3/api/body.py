@@ -36,6 +36,10 @@ class _TimedSource:
 
     async def read(self, n: int = -1) -> bytes:
         try:
+            # What has arrived already, without a timer (a small body is in by the time it is read).
+            data = self._content.read_nowait(n)
+            if data or self._content.at_eof():
+                return data
             if n < 0:
                 return await asyncio.wait_for(self._content.readany(), self._idle)
             return await asyncio.wait_for(self._content.read(n), self._idle)

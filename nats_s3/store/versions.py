@@ -10,6 +10,7 @@ was never enabled, or is suspended), whose S3 version id is `null`.
 from __future__ import annotations
 
 import enum
+import random
 import re
 import secrets
 import time
@@ -34,12 +35,17 @@ class Versioning(enum.Enum):
     SUSPENDED = "Suspended"
 
 
+# The uid's random tail tells apart versions made in the same nanosecond by different writers; it need
+# not be secret (who may read a version is the policy's business), so no OS random read per write.
+_TAIL = random.Random(secrets.randbits(64))
+
+
 def new_uid(after: str | None = None) -> str:
     """A fresh uid, later than `after` even if this gateway's clock is behind the one that wrote it."""
     now = time.time_ns()
     if after is not None and _UID_RE.match(after):
         now = max(now, int(after[:16], 16) + 1)
-    return f"{now:016x}{secrets.token_hex(4)}"
+    return f"{now:016x}{_TAIL.getrandbits(32):08x}"
 
 
 def is_uid(text: str) -> bool:
