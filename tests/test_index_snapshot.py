@@ -48,6 +48,11 @@ def populate(url: str, bucket: str, keys: list[str]) -> None:
     asyncio.run(run())
 
 
+def restored_lines(log: str, bucket: str) -> list[str]:
+    """The log's lines saying `bucket`'s index was restored (a collector may renew and restore others')."""
+    return [line for line in log.splitlines() if "restored from a snapshot" in line and f"bucket={bucket} " in line]
+
+
 def snapshot_head(url: str, bucket: str) -> SnapshotHead | None:
     async def run() -> SnapshotHead | None:
         nc = await nats.connect(url)
@@ -123,7 +128,7 @@ def test_a_second_gateway_starts_from_the_snapshot_and_sees_every_later_write(na
         second = gateway(creds, nats_url, "1h")
         try:
             assert listing(second.endpoint, bucket) == want
-            restored = [line for line in second.log_text().splitlines() if "restored from a snapshot" in line]
+            restored = restored_lines(second.log_text(), bucket)
             assert len(restored) == 1 and f"keys={len(keys)}" in restored[0], second.log_text()[-2000:]
             shown = make_client(second.endpoint).list_objects_v2(Bucket=bucket, Prefix=keys[100], MaxKeys=1)
             assert [(o["Key"], o["Size"]) for o in shown["Contents"]] == [(keys[100], 2)]  # the overwrite
@@ -138,7 +143,7 @@ def test_a_second_gateway_starts_from_the_snapshot_and_sees_every_later_write(na
         try:
             assert listing(third.endpoint, bucket) == sorted([*want, "after-both"])
             assert "index snapshot not used" in third.log_text()
-            assert "restored from a snapshot" not in third.log_text()
+            assert not restored_lines(third.log_text(), bucket)
         finally:
             third.stop()
     finally:
@@ -184,7 +189,7 @@ def test_a_snapshot_older_than_half_the_grace_is_not_used(nats_url: str, creds: 
         got = listing(second.endpoint, bucket)
         assert keys[5] not in got and len(got) == len(keys) - 1
         if head.seq < deleted_at:  # not a refresh taken after the deletion: too old to be used
-            assert "restored from a snapshot" not in second.log_text()
+            assert not restored_lines(second.log_text(), bucket)
     finally:
         second.stop()
 
@@ -226,3 +231,87 @@ async def test_a_refresh_while_an_index_is_built_saves_nothing_then_the_whole_in
         store.index._heads.pop(bucket, None)
         await store.close()
         await nc.close()
+
+
+def test_the_collector_keeps_a_snapshot_young_for_a_bucket_nobody_lists(nats_url: str) -> None:
+    """No gateway holds the index of a big bucket: the housekeeping leader writes its snapshot (built from
+    the stream the first time, then from the last snapshot and what came after), so a later listing on
+    any gateway restores it; a small bucket is looked at once, not built at every pass."""
+    from nats_s3.store import list_index
+    from nats_s3.store.nats_store import NatsStore
+
+    bucket, small = f"renew-{uuid.uuid4().hex[:8]}", f"small-{uuid.uuid4().hex[:8]}"
+    nb = naming.nats_bucket(bucket)
+    keys = [f"k{i:06d}" for i in range(MIN_KEYS + 50)]
+
+    async def setup() -> None:
+        nc = await nats.connect(nats_url)
+        store = NatsStore(nc)
+        await store.start()
+        await store.create_bucket(bucket)
+        await store.create_bucket(small)
+        await store.close()
+        await nc.close()
+
+    asyncio.run(setup())
+    populate(nats_url, bucket, keys)
+    populate(nats_url, small, keys[:100])
+
+    async def run() -> None:
+        nc = await nats.connect(nats_url)
+        leader = NatsStore(nc, index_snapshot_max_age=3.0)
+        await leader.start()
+        try:
+            snapshots = leader.index.snapshots
+            assert snapshots is not None
+            assert await leader.index.renew_snapshot(bucket)  # none yet: built from the stream and saved
+            first = await snapshots.head(nb)
+            assert first is not None and first.keys == len(keys)
+            assert leader.index.loaded(bucket) is None  # let go once saved
+            assert not await leader.index.renew_snapshot(bucket)  # young: nothing to do
+            assert not await leader.index.renew_snapshot(small)
+            assert not await leader.index.renew_snapshot(small)  # not looked at again for a while
+            assert await snapshots.head(naming.nats_bucket(small)) is None
+            # Later writes, and a deletion, then the snapshot gets a third of the way to too old.
+            await leader.put_object(bucket, "late", _body(b"late"), {})
+            await leader.delete_object(bucket, keys[0])
+            await asyncio.sleep(1.1)
+            assert await leader.index.renew_snapshot(bucket)
+            second = await snapshots.head(nb)
+            assert second is not None and second.seq > first.seq and second.keys == len(keys)
+            # Another gateway lists: restored from the renewed snapshot, and exactly what the stream holds.
+            other_nc = await nats.connect(nats_url)
+            other = NatsStore(other_nc, index_snapshot_max_age=3.0)
+            await other.start()
+            try:
+                index = await other.index.current(bucket)
+                assert not index.from_stream and index.snapshot_seq == second.seq
+                listed = [o.key for o in (await other.list_page(bucket, "", "", "", 20_000)).objects]
+                assert listed == sorted([*keys[1:], "late"])
+            finally:
+                await other.close()
+                await other_nc.close()
+            # The collector's pass is what does it, on the gateway holding the collector lease.
+            from nats_s3.store.collector import Collector
+            from nats_s3.store.lease import Lease
+            from nats_s3.store.multipart import MultipartStore
+
+            await leader.put_object(bucket, "later", _body(b"later"), {})
+            await asyncio.sleep(1.1)
+            lease = Lease(leader.configs.records, f"test-{uuid.uuid4().hex}", 30)
+            collector = Collector(leader, MultipartStore(leader), lease, grace=3600, multipart_expiry=3600)
+            assert await collector.lease.acquire()
+            await collector.run_pass()
+            assert collector.stats.renewed_snapshots >= 1
+            third = await snapshots.head(nb)
+            assert third is not None and third.seq > second.seq and third.keys == len(keys) + 1
+        finally:
+            await leader.close()
+            await nc.close()
+
+    assert list_index.MIN_KEYS == MIN_KEYS
+    asyncio.run(run())
+
+
+async def _body(data: bytes):  # type: ignore[no-untyped-def]
+    yield data

@@ -86,6 +86,11 @@ class _CollectorStatsCollector(Collector):
         yield CounterMetricFamily(
             "nats_s3_gc_expired_uploads", "Multipart uploads aborted for age.", value=s.expired_uploads
         )
+        yield CounterMetricFamily(
+            "nats_s3_index_snapshots_renewed",
+            "Listing index snapshots rewritten by the collector for buckets no gateway was listing.",
+            value=s.renewed_snapshots,
+        )
         blocked = GaugeMetricFamily(
             "nats_s3_gc_blocked",
             "1 for a bucket whose collection stopped at a record that does not parse (see the log).",

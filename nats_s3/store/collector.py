@@ -53,6 +53,7 @@ class CollectorStats:
     freed_subjects: int = 0
     settled_claims: int = 0
     expired_uploads: int = 0
+    renewed_snapshots: int = 0  # listing index snapshots kept young for buckets no gateway lists
     blocked: dict[str, str] = field(default_factory=dict)  # bucket -> the record that stopped it
     lease_held: bool = False
     last_pass_seconds: float = 0.0
@@ -156,6 +157,13 @@ class Collector:
                 self.stats.blocked.pop(bucket, None)
             except Exception as exc:  # one bucket's trouble must not stop the others
                 log.warning("collecting a bucket failed", extra={"bucket": bucket, "error": repr(exc)})
+            try:
+                if await self.store.index.renew_snapshot(bucket):
+                    self.stats.renewed_snapshots += 1
+            except BucketNotFound:
+                pass
+            except Exception as exc:  # a snapshot is derived data: the next pass tries again
+                log.warning("renewing a listing index snapshot failed", extra={"bucket": bucket, "error": repr(exc)})
         for gone in set(self.stats.blocked) - set(buckets):
             self.stats.blocked.pop(gone, None)
         if expiry_due:

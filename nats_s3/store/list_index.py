@@ -489,6 +489,7 @@ class ListIndex:
         self._heads: dict[str, BucketIndex] = {}
         self._history: dict[str, HistoryIndex] = {}
         self._starting: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._renew_after: dict[str, float] = {}  # buckets found small: not looked at again before then
 
     async def _api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         return await js_request(self._nc, subject, payload)
@@ -576,25 +577,71 @@ class ListIndex:
     def _save_soon(self, bucket: str, index: BucketIndex) -> None:
         if bucket in self._saving or self.snapshots is None:
             return
-        snapshots = self.snapshots
         state = index.state()
 
         async def save() -> None:
             try:
-                _, created = await self._stream_state(bucket)
-                head = await snapshots.save(naming.nats_bucket(bucket), state, created)
-                index.snapshot_seq, index.snapshot_at = head.seq, head.taken_at
-                log.info("index snapshot saved", extra={"bucket": bucket, "keys": head.keys, "bytes": head.size})
-                release_free_memory()  # its encoding and chunks, as big as the index
-            except (StoreUnavailable, BucketNotFound) as exc:
-                # Tried again when a refresh would be due, not at every pass (NATS may refuse us the
-                # stream for good: an account without the right to create it).
-                index.snapshot_at = time.time()
-                log.warning("index snapshot not saved", extra={"bucket": bucket, "error": str(exc)})
+                await self._save(bucket, index, state)
             finally:
                 self._saving.pop(bucket, None)
 
         self._saving[bucket] = asyncio.get_running_loop().create_task(save())
+
+    async def _save(self, bucket: str, index: BucketIndex, state: IndexState) -> None:
+        assert self.snapshots is not None
+        try:
+            _, created = await self._stream_state(bucket)
+            head = await self.snapshots.save(naming.nats_bucket(bucket), state, created)
+            index.snapshot_seq, index.snapshot_at = head.seq, head.taken_at
+            log.info("index snapshot saved", extra={"bucket": bucket, "keys": head.keys, "bytes": head.size})
+            release_free_memory()  # its encoding and chunks, as big as the index
+        except (StoreUnavailable, BucketNotFound) as exc:
+            # Tried again when a refresh would be due, not at every pass (NATS may refuse us the
+            # stream for good: an account without the right to create it).
+            index.snapshot_at = time.time()
+            log.warning("index snapshot not saved", extra={"bucket": bucket, "error": str(exc)})
+
+    async def renew_snapshot(self, bucket: str) -> bool:
+        """Housekeeping, on the collector's leader: keep a big bucket's snapshot young while no gateway
+        holds its index (gateways that do keep it young themselves, refresh_snapshots), so that the next
+        listing anywhere restores it instead of replaying the whole stream. The index is opened (from
+        the old snapshot, replaying what came after; from the stream where there is none yet and the
+        bucket may be big), saved, and let go. True when a snapshot was written."""
+        if self.snapshots is None or bucket in self._heads or bucket in self._saving:
+            return False
+        nb = naming.nats_bucket(bucket)
+        now = time.time()
+        if now < self._renew_after.get(bucket, 0.0):
+            return False
+        head = await self.snapshots.head(nb)
+        if head is not None and now - head.taken_at < self.snapshots.max_age / 3:
+            return False
+        if head is None and await self._subject_count(bucket) < MIN_KEYS:
+            # Meta, chunk and claim subjects together: fewer than that many keys for certain.
+            self._renew_after[bucket] = now + self.snapshots.max_age / 3
+            return False
+        try:
+            index = await self.current(bucket)  # a build from the stream saves itself in the background
+            saving = self._saving.get(bucket)
+            if saving is not None:
+                await saving
+                return True
+            if len(index) < MIN_KEYS:
+                self._renew_after[bucket] = now + self.snapshots.max_age / 3
+                return False
+            await self._save(bucket, index, index.state())
+            return True
+        finally:
+            await self.forget(bucket)
+
+    async def _subject_count(self, bucket: str) -> int:
+        stream = naming.stream_name(naming.nats_bucket(bucket))
+        info = await self._api(f"STREAM.INFO.{stream}")
+        if err := info.get("error"):
+            if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                raise BucketNotFound(bucket)
+            raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
+        return int((info.get("state") or {}).get("num_subjects") or 0)
 
     async def refresh_snapshots(self) -> None:
         """Keep the snapshots of the big indexes this gateway holds young enough to be used: rewrite one
