@@ -151,7 +151,11 @@ class IndexSnapshots:
         if head is None:
             return None
         age = time.time() - head.taken_at
-        if head.stream_created != stream_created or head.seq > last_seq or not 0 <= age < self.max_age:
+        if head.stream_created != stream_created or head.seq > last_seq:
+            return None
+        # Too old to trust, unless nothing at all came into the stream after it: the age limit is
+        # for deletions after the snapshot whose records the collector may have removed since.
+        if not 0 <= age < self.max_age and head.seq != last_seq:
             return None
         reader = ChunkReader(
             self._nc, STREAM, chunk_subject(nats_bucket, head.id), runs=tuple(head.runs), first=0,

@@ -490,6 +490,7 @@ class ListIndex:
         self._history: dict[str, HistoryIndex] = {}
         self._starting: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._renew_after: dict[str, float] = {}  # buckets found small: not looked at again before then
+        self._absent_since: dict[str, float] = {}  # big buckets first seen without a snapshot
 
     async def _api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         return await js_request(self._nc, subject, payload)
@@ -615,11 +616,21 @@ class ListIndex:
             return False
         head = await self.snapshots.head(nb)
         if head is not None and now - head.taken_at < self.snapshots.max_age / 3:
+            self._absent_since.pop(bucket, None)
             return False
-        if head is None and await self._subject_count(bucket) < MIN_KEYS:
-            # Meta, chunk and claim subjects together: fewer than that many keys for certain.
-            self._renew_after[bucket] = now + self.snapshots.max_age / 3
-            return False
+        if head is not None and head.seq == (await self._stream_state(bucket))[0]:
+            return False  # nothing came after it: exact, and used whatever its age (index_snapshot.load)
+        if head is None:
+            if await self._subject_count(bucket) < MIN_KEYS:
+                # Meta, chunk and claim subjects together: fewer than that many keys for certain.
+                self._renew_after[bucket] = now + self.snapshots.max_age / 3
+                return False
+            # A gateway that has just built the index may be saving its snapshot right now: build one
+            # here only once there has been none for a while.
+            absent_since = self._absent_since.setdefault(bucket, now)
+            if now - absent_since < self.snapshots.max_age / 3:
+                return False
+        self._absent_since.pop(bucket, None)
         try:
             index = await self.current(bucket)  # a build from the stream saves itself in the background
             saving = self._saving.get(bucket)
