@@ -18,7 +18,7 @@ from . import __version__
 from .auth.credentials import CredentialsError, load_credentials
 from .datadir_lock import DataDirLocked
 from .embedded import EmbeddedServerError
-from .observability.logging import setup_logging
+from .observability.logging import attach_log_batching, detach_log_batching, setup_logging
 from .settings import Settings
 from .startup_errors import NatsUnreachable, TlsConfigError
 from .workers.cores import usable_cores
@@ -328,12 +328,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_until_done(lambda: serve(settings, secrets))
 
 
+async def _with_log_batching(start: Callable[[], Coroutine[Any, Any, int | None]]) -> int | None:
+    attach_log_batching(asyncio.get_running_loop())
+    try:
+        return await start()
+    finally:
+        detach_log_batching()
+
+
 def run_until_done(start: Callable[[], Coroutine[Any, Any, int | None]]) -> int:
     """Run the gateway (one process, a supervisor or a worker) on the event loop; its exit code, with a
     failure to start as one line on stderr."""
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            code = runner.run(start())
+            code = runner.run(_with_log_batching(start))
     except TlsConfigError as exc:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2

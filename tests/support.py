@@ -167,6 +167,10 @@ def write_credentials(path: Path, creds: list[dict[str, str]] | None = None) -> 
     return path
 
 
+# Gateways' logs, removed when the test run ends (tests quote them in their failures).
+_GATEWAY_LOGS = tempfile.TemporaryDirectory(prefix="nats-s3-gw-logs-")
+
+
 class GatewayProcess:
     """`python -m nats_s3` as users run it, on a free port."""
 
@@ -199,7 +203,7 @@ class GatewayProcess:
         extra = extra or []
         gc = GC_ARGS if gc_args is None else gc_args
         self.args += [a for a in gc if not any(e.startswith("--gc.") for e in extra)] + extra
-        self.log_path = log_path or Path(tempfile.mkstemp(prefix="nats-s3-gw-", suffix=".log")[1])
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="gw-", suffix=".log", dir=_GATEWAY_LOGS.name)[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -209,9 +213,9 @@ class GatewayProcess:
     def start(
         self, timeout: float = 30.0, *, health_url: str | None = None, verify: str | None = None
     ) -> GatewayProcess:
-        log = self.log_path.open("ab")
         # Its own process group, as a shell job: a test may signal the whole group without reaching pytest.
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, cwd=str(REPO), start_new_session=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, cwd=str(REPO), start_new_session=True)
         deadline = time.monotonic() + timeout
         context = ssl.create_default_context(cafile=verify) if verify else None
         url = health_url or f"{self.endpoint}/readyz"

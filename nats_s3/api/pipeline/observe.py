@@ -58,7 +58,8 @@ class Observe(Step):
                 extra["error"] = exchange.error_code
             if exchange.error_reason:
                 extra["reason"] = exchange.error_reason
-            log.info("request", extra=extra)
+            # makeRecord + handle is log.info without its search of the stack for the caller's line.
+            log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "request", (), None, extra=extra))
         return response
 
 
