@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import random
 
-from nats_s3.store.list_index import BucketIndex, HistoryIndex, MarkerEntry, OlderVersion, _entry, _successor
+from nats.aio.msg import Msg
+
+from nats_s3.store.list_index import (
+    BucketIndex,
+    HistoryIndex,
+    MarkerEntry,
+    OlderVersion,
+    _entry,
+    _successor,
+    stream_sequence,
+)
 
 
 def model(keys: list[str], prefix: str, delimiter: str, after: str, max_keys: int) -> tuple[list[str], list[str], bool]:
@@ -171,3 +181,14 @@ def test_version_pages_match_the_model() -> None:
         page = history.versions_page(heads, "", "/", "", None, 10**6)
         assert page.prefixes == want_prefixes
         assert [(e.key, e.version_id) for e in page.entries] == [(k, v) for k, v, *_ in expected if "/" not in k]
+
+
+def test_stream_sequence_reads_every_reply_form_as_nats_py_does() -> None:
+    replies = [
+        "$JS.ACK.OBJ_b.ordered123.1.4711.9.1733230000000000000.0",  # v1: what nats-server sends today
+        "$JS.ACK.hub.ACCHASH.OBJ_b.c1.2.99.5.1733230000000000000.7.rand",  # v2, with domain and account hash
+        "$JS.ACK._.ACCHASH.OBJ_b.c1.1.12345678901.3.1733230000000000000.0",  # v2 without a domain
+    ]
+    for reply in replies:
+        msg = Msg(_client=None, subject="$O.b.M.a2V5", reply=reply, data=b"{}")  # type: ignore[arg-type]
+        assert stream_sequence(msg) == msg.metadata.sequence.stream

@@ -110,6 +110,15 @@ def _successor(prefix: str) -> str | None:
     return None
 
 
+def stream_sequence(msg: Msg) -> int:
+    """The stream sequence of a consumer's message, read from its reply subject's usual (v1) form without
+    building nats-py's whole Metadata (a tenth of an index build's CPU); other forms go through nats-py."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5])
+    return msg.metadata.sequence.stream
+
+
 def _version_id(meta: dict[str, Any]) -> str:
     vid = meta.get(META_VID)
     return NULL if vid is None or meta.get(META_NULL) == "1" else str(vid)
@@ -213,7 +222,7 @@ class BucketIndex(_Watched):
 
     def apply(self, msg: Msg) -> None:
         """Apply one meta message (the watch's callback)."""
-        seq = msg.metadata.sequence.stream
+        seq = stream_sequence(msg)
         if seq <= self.delivered_seq:
             return
         try:
@@ -322,7 +331,7 @@ class HistoryIndex(_Watched):
         return sum(len(v) for v in self.versions.values())
 
     def apply(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
+        seq = stream_sequence(msg)
         if seq <= self.delivered_seq:
             return
         _, _, tail = msg.subject.partition(".V.")
