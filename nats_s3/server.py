@@ -36,6 +36,7 @@ from .store.lease import Lease
 from .store.legacy import retire_legacy_uploads
 from .store.multipart import MultipartStore
 from .store.nats_store import NatsStore
+from .store.replies import replies_for
 from .tls import tls_context
 from .workers.metrics_view import group_metrics
 from .workers.role import WorkerRole
@@ -165,6 +166,9 @@ def _nats_options(
         metrics.nats_connected.set(0)
         if nc.is_draining or nc.is_closed:
             return  # our own shutdown, not an outage
+        # Answers to what was sent on the lost connection may never come: requests in flight get
+        # their 503 now, not after their timeouts, and new ones go out once nats-py reconnected.
+        replies_for(nc).fail_all("the connection to NATS was lost")
         log.warning("disconnected from NATS")
 
     async def on_reconnect() -> None:

@@ -89,11 +89,13 @@ class NatsServerProcess:
 
 
 class NatsCluster:
-    """Three clustered nats-server -js processes on loopback, for replicated streams."""
+    """Three clustered nats-server -js processes on loopback, for replicated streams; each with its
+    monitoring port (connz names the server a client is connected to)."""
 
     def __init__(self, base: Path, size: int = 3) -> None:
         self.ports = [free_port() for _ in range(size)]
         self.cluster_ports = [free_port() for _ in range(size)]
+        self.monitor_ports = [free_port() for _ in range(size)]
         self.base = base
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -101,38 +103,59 @@ class NatsCluster:
     def urls(self) -> list[str]:
         return [f"nats://127.0.0.1:{port}" for port in self.ports]
 
-    def start(self) -> NatsCluster:
+    def _args(self, i: int) -> list[str]:
         routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.cluster_ports)
-        for i, (port, cport) in enumerate(zip(self.ports, self.cluster_ports, strict=True)):
-            store = self.base / f"n{i}"
-            store.mkdir(parents=True, exist_ok=True)
-            self.procs.append(
-                subprocess.Popen(
-                    [
-                        find_nats_server(),
-                        "-js",
-                        "-a",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "-sd",
-                        str(store),
-                        "--server_name",
-                        f"n{i}",
-                        "--cluster_name",
-                        "nats-s3-test",
-                        "--cluster",
-                        f"nats://127.0.0.1:{cport}",
-                        "--routes",
-                        routes,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+        store = self.base / f"n{i}"
+        store.mkdir(parents=True, exist_ok=True)
+        return [
+            find_nats_server(),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.ports[i]),
+            "-m",
+            str(self.monitor_ports[i]),
+            "-sd",
+            str(store),
+            "--server_name",
+            f"n{i}",
+            "--cluster_name",
+            "nats-s3-test",
+            "--cluster",
+            f"nats://127.0.0.1:{self.cluster_ports[i]}",
+            "--routes",
+            routes,
+        ]
+
+    def start(self) -> NatsCluster:
+        for i in range(len(self.ports)):
+            self.procs.append(subprocess.Popen(self._args(i), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in self.ports:
             wait_port("127.0.0.1", port)
         return self
+
+    def kill(self, i: int) -> None:
+        """kill -9 of server `i`, as a crash."""
+        self.procs[i].kill()
+        self.procs[i].wait()
+
+    def restart(self, i: int) -> None:
+        self.procs[i] = subprocess.Popen(self._args(i), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port("127.0.0.1", self.ports[i])
+
+    def serving(self, client_name: str) -> int | None:
+        """The index of the server a client of that connection name is connected to, if any."""
+        for i, mport in enumerate(self.monitor_ports):
+            if self.procs[i].poll() is not None:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                url = f"http://127.0.0.1:{mport}/connz?limit=1024"
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    conns = json.load(resp).get("connections") or []
+                if any(c.get("name") == client_name for c in conns):
+                    return i
+        return None
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from .errors import BucketBusy, BucketNotFound, CorruptObject, StoreUnavailable
 from .fence import ERR_MESSAGE_TOO_BIG
@@ -246,7 +245,7 @@ class ChunkReader:
                 return
             n = min(self._batch, end - next_index)
             seq = self._seq_of(next_index) if self._runs else next_seq
-            batches.append(_Batch(await self._request(seq, n), seq, n))
+            batches.append(_Batch(*await self._request(seq, n), seq, n))
             next_index += n
 
         try:
@@ -263,13 +262,14 @@ class ChunkReader:
                     if attempt == SHORT_BATCH_RETRIES:
                         raise CorruptObject(f"chunks missing on {self._subject}")
                     await _retry_pause(attempt)
-                    batch.sub = await self._request(batch.next_seq, batch.count - batch.got)
+                    batch.reply, batch.queue = await self._request(batch.next_seq, batch.count - batch.got)
                 batches.popleft()
                 next_seq = batch.next_seq
                 await request_next()
         finally:
+            replies = replies_for(self._nc)
             for pending in batches:
-                await _unsubscribe(pending.sub)
+                replies.close_stream(pending.reply)
 
     def _seq_of(self, index: int) -> int:
         seq = seq_of_chunk(self._runs, index)
@@ -294,28 +294,32 @@ class ChunkReader:
                 await _retry_pause(attempt)
         raise CorruptObject(f"chunks missing on {self._subject}")
 
-    async def _request(self, seq: int, batch: int) -> Subscription:
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox)
+    async def _request(self, seq: int, batch: int) -> tuple[str, asyncio.Queue[Msg | StoreUnavailable]]:
+        replies = replies_for(self._nc)
+        reply, queue = await replies.open_stream()
         req = json.dumps({"seq": seq, "next_by_subj": self._subject, "batch": batch}).encode()
         try:
-            await self._nc.publish(self._api, req, reply=inbox)
+            await self._nc.publish(self._api, req, reply=reply)
         except nats.errors.Error as exc:
-            await _unsubscribe(sub)
+            replies.close_stream(reply)
             raise StoreUnavailable(f"direct get failed: {exc}") from exc
-        return sub
+        return reply, queue
 
     async def _drain(self, batch: _Batch) -> AsyncGenerator[bytes, None]:
         """Yields one request's chunk data until its end-of-batch marker, counting into `batch`."""
-        sub = batch.sub
+        queue = batch.queue
         try:
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=READ_TIMEOUT)
-                except nats.errors.TimeoutError as exc:
-                    raise StoreUnavailable("direct get timed out") from exc
-                except nats.errors.Error as exc:
-                    raise StoreUnavailable(f"direct get failed: {exc}") from exc
+                if queue.empty():
+                    try:
+                        item = await asyncio.wait_for(queue.get(), READ_TIMEOUT)
+                    except TimeoutError as exc:
+                        raise StoreUnavailable("direct get timed out") from exc
+                else:
+                    item = queue.get_nowait()
+                if isinstance(item, StoreUnavailable):
+                    raise item  # the connection was lost
+                msg = item
                 if _is_end(msg):
                     return
                 headers = msg.headers
@@ -326,12 +330,13 @@ class ChunkReader:
                     batch.next_seq = int(headers["Nats-Sequence"]) + 1
                 yield msg.data
         finally:
-            await _unsubscribe(sub)
+            replies_for(self._nc).close_stream(batch.reply)
 
 
 @dataclass(slots=True)
 class _Batch:
-    sub: Subscription
+    reply: str
+    queue: asyncio.Queue[Msg | StoreUnavailable]
     next_seq: int
     count: int
     got: int = 0
@@ -352,8 +357,3 @@ def _is_end(msg: Msg) -> bool:
 async def _retry_pause(attempt: int) -> None:
     """The wait before asking a replica again for chunks it has not caught up on."""
     await asyncio.sleep(0.01 * (attempt + 1))
-
-
-async def _unsubscribe(sub: Subscription) -> None:
-    with contextlib.suppress(Exception):
-        await sub.unsubscribe()

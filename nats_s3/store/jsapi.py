@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -20,14 +21,33 @@ ERR_STREAM_NOT_FOUND = 10059
 ERR_WRONG_LAST_SEQUENCE = 10071
 
 
+# Requests that only read, asked again when unanswered: while a stream (or the meta layer) elects a new
+# leader after a server died, about five seconds, its requests are dropped rather than refused. Asking
+# again each second or two answers soon after the election instead of after the whole timeout.
+_READS = ("STREAM.INFO.", "STREAM.MSG.GET.", "STREAM.NAMES", "STREAM.LIST", "CONSUMER.INFO.")
+_READ_ATTEMPT_TIMEOUTS = (1.0, 1.5, 2.0, 2.5, 3.0)  # sums to API_TIMEOUT
+
+
 async def js_request(nc: NatsClient, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
     """`$JS.API.<subject>` with a JSON body; transport failures are StoreUnavailable, API errors are returned."""
     data = json.dumps(payload).encode() if payload is not None else b""
-    try:
-        msg = await replies_for(nc).request(f"{API_PREFIX}.{subject}", data, API_TIMEOUT)
-    except nats.errors.NoRespondersError as exc:
-        raise StoreUnavailable("JetStream is not enabled or not answering") from exc
-    except (nats.errors.TimeoutError, nats.errors.Error) as exc:
-        raise StoreUnavailable(f"JetStream API {subject}: {exc!r}") from exc
-    resp: dict[str, Any] = json.loads(msg.data)
-    return resp
+    read = subject.startswith(_READS)
+    attempts = _READ_ATTEMPT_TIMEOUTS if read else (API_TIMEOUT,)
+    for n, timeout in enumerate(attempts, 1):
+        try:
+            msg = await replies_for(nc).request(f"{API_PREFIX}.{subject}", data, timeout)
+        except nats.errors.NoRespondersError as exc:
+            raise StoreUnavailable("JetStream is not enabled or not answering") from exc
+        except nats.errors.TimeoutError as exc:
+            if n == len(attempts):
+                raise StoreUnavailable(f"JetStream API {subject}: no answer in {API_TIMEOUT:g}s") from exc
+            continue
+        except nats.errors.Error as exc:
+            raise StoreUnavailable(f"JetStream API {subject}: {exc!r}") from exc
+        resp: dict[str, Any] = json.loads(msg.data)
+        # "JetStream system temporarily unavailable" (503): a leader was just lost; a read may ask again.
+        if read and n < len(attempts) and (resp.get("error") or {}).get("code") == 503:
+            await asyncio.sleep(0.25)
+            continue
+        return resp
+    raise AssertionError("unreachable")

@@ -4,11 +4,18 @@ nats-py's `publish_async` leaves its future pending forever when JetStream answe
 (the error is raised inside its reply callback instead of being set on the future), so a rejected
 chunk or commit would only surface as a timeout. This publisher sets every answer on its future:
 the ack, the JetStream error (with its code), or no-responders.
+
+No responders on a stream subject means no server stored the message: either no stream captures the
+subject (the bucket is gone) or the stream has no leader at the moment (one is being elected after a
+server died, about five seconds). The stream's existence is asked of the meta leader, and a leaderless
+stream's message is sent again after a pause until a leader answers, so that a failover costs a
+request a few seconds instead of a false NoSuchBucket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +25,13 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from .errors import StoreUnavailable
+from .jsapi import js_request
 from .replies import Replies, replies_for
 
 ACK_TIMEOUT = 30.0
+# How long a message waits for its stream to have a leader again, and the pauses between tries.
+NO_LEADER_BUDGET = 15.0
+NO_LEADER_PAUSES = (0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +63,38 @@ class Publisher:
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> PendingAck:
         """Send one message without waiting; `wait()` on the result gives its ack."""
+        reply, future = await self._send(subject, payload, headers)
+        return PendingAck(self, reply, future, subject, payload, headers)
+
+    async def _send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None
+    ) -> tuple[str, asyncio.Future[Msg]]:
         reply, future = await self._replies.expect()
         try:
             await self.nc.publish(subject, payload, reply=reply, headers=headers)
         except nats.errors.Error as exc:
             self._replies.forget(reply)
             raise StoreUnavailable(f"publish to {subject}: {exc!r}") from exc
-        return PendingAck(self._replies, reply, future)
+        return reply, future
+
+    async def resend_until_led(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> Msg:
+        """The answer to a message that got no responders, sent again while its stream exists but has
+        no leader; NoStream when no stream captures the subject."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NO_LEADER_BUDGET
+        for attempt in itertools.count():
+            names = await js_request(self.nc, "STREAM.NAMES", {"subject": subject})
+            if not names.get("error") and not names.get("streams"):
+                raise NoStream()
+            pause = NO_LEADER_PAUSES[min(attempt, len(NO_LEADER_PAUSES) - 1)]
+            if loop.time() + pause > deadline:
+                raise StoreUnavailable(f"no JetStream leader answered for {subject} in {NO_LEADER_BUDGET:g}s")
+            await asyncio.sleep(pause)
+            reply, future = await self._send(subject, payload, headers)
+            answer = await PendingAck(self, reply, future, subject, payload, headers).answer(ACK_TIMEOUT)
+            if not _no_responders(answer):
+                return answer
+        raise AssertionError("unreachable")
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -73,11 +109,13 @@ class Publisher:
         await self._replies.close()
 
 
+def _no_responders(msg: Msg) -> bool:
+    headers = msg.headers
+    return headers is not None and headers.get("Status") == "503"
+
+
 def _ack_of(msg: Msg) -> PubAck:
     """The publish's outcome from JetStream's answer: its ack, or the refusal raised."""
-    headers = msg.headers
-    if headers and headers.get("Status") == "503":
-        raise NoStream()
     try:
         resp: dict[str, Any] = json.loads(msg.data)
     except ValueError:
@@ -91,18 +129,38 @@ def _ack_of(msg: Msg) -> PubAck:
 class PendingAck:
     """One publish whose ack has not been waited for yet."""
 
-    __slots__ = ("_future", "_replies", "_reply")
+    __slots__ = ("_future", "_headers", "_payload", "_publisher", "_replies", "_reply", "_subject")
 
-    def __init__(self, replies: Replies, reply: str, future: asyncio.Future[Msg]) -> None:
-        self._replies = replies
+    def __init__(
+        self,
+        publisher: Publisher,
+        reply: str,
+        future: asyncio.Future[Msg],
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+    ) -> None:
+        self._publisher = publisher
+        self._replies: Replies = publisher._replies
         self._reply = reply
         self._future = future
+        self._subject = subject
+        self._payload = payload
+        self._headers = headers
 
     def done(self) -> bool:
         return self._future.done()
 
     async def wait(self, timeout: float = ACK_TIMEOUT) -> PubAck:
-        """The ack; a lost answer is StoreUnavailable, a refusal PublishRejected or NoStream.
+        """The ack; a lost answer is StoreUnavailable, a refusal PublishRejected or NoStream (after
+        the message was sent again while its stream was without a leader)."""
+        answer = await self.answer(timeout)
+        if _no_responders(answer):
+            answer = await self._publisher.resend_until_led(self._subject, self._payload, self._headers)
+        return _ack_of(answer)
+
+    async def answer(self, timeout: float) -> Msg:
+        """JetStream's answer, whatever it is; StoreUnavailable when none came in `timeout`.
 
         A waiter that is cancelled leaves the answer to a later `wait` (the future is not awaited
         directly, which would cancel it too). Most acks are in by the time they are waited for, and
@@ -129,7 +187,7 @@ class PendingAck:
                 raise StoreUnavailable("JetStream did not acknowledge a publish in time")
         if future.cancelled():
             raise StoreUnavailable("JetStream did not acknowledge a publish in time")
-        return _ack_of(future.result())
+        return future.result()
 
     def abandon(self) -> None:
         """Nobody will wait for this ack: drop it, and retrieve an error already set so asyncio does not log it."""

@@ -6,6 +6,13 @@ nats-py's `request()` costs a random token from the OS (`secrets.token_hex`), a 
 a token is a counter, and a timeout is one timer handle. The event loop is looked up once: on
 Python 3.11, `asyncio.get_running_loop()` is a getpid() system call each time (its fork check), and
 those calls were a tenth of a small PUT's CPU.
+
+A reply inbox also carries streams of answers (a batched direct get answers with many messages on one
+reply subject): each gets a queue instead of a future, and no subscription of its own.
+
+When the connection drops, everything still waiting fails at once with StoreUnavailable (`fail_all`):
+an answer to a message sent on the lost connection may never come, and a request in flight answers
+503 at once instead of waiting out its timeout while the client waits too.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ class Replies:
         self._prefix = ""
         self._sub: Subscription | None = None
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._streams: dict[str, asyncio.Queue[Msg | StoreUnavailable]] = {}
         self._tokens = itertools.count(1)
         self._lock = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None  # the connection's, once first used
@@ -49,9 +57,15 @@ class Replies:
                 self._prefix = prefix
 
     async def _on_reply(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
-        if future is not None and not future.done():
-            future.set_result(msg)
+        token = msg.subject[len(self._prefix) :]
+        future = self._waiting.pop(token, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(msg)
+            return
+        queue = self._streams.get(token)
+        if queue is not None:
+            queue.put_nowait(msg)
 
     async def expect(self) -> tuple[str, asyncio.Future[Msg]]:
         """A reply subject and the future its answer will be set on (`forget` it if never sent)."""
@@ -62,6 +76,31 @@ class Replies:
         future: asyncio.Future[Msg] = self.loop.create_future()
         self._waiting[token] = future
         return self._prefix + token, future
+
+    async def open_stream(self) -> tuple[str, asyncio.Queue[Msg | StoreUnavailable]]:
+        """A reply subject for many answers and the queue they arrive on (`close_stream` it after); a
+        StoreUnavailable in the queue says the connection was lost."""
+        if self._sub is None or self.loop is None:
+            await self._ensure()
+        token = format(next(self._tokens), "x")
+        queue: asyncio.Queue[Msg | StoreUnavailable] = asyncio.Queue()
+        self._streams[token] = queue
+        return self._prefix + token, queue
+
+    def close_stream(self, reply: str) -> None:
+        self._streams.pop(reply[len(self._prefix) :], None)
+
+    def fail_all(self, reason: str) -> None:
+        """Fail every answer still awaited (the connection they were asked on is gone)."""
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(StoreUnavailable(reason))
+                # Marked retrieved: a waiter still gets the error, and one that gave up leaves no
+                # "exception was never retrieved" in the log.
+                future.exception()
+        for queue in self._streams.values():
+            queue.put_nowait(StoreUnavailable(reason))
 
     def forget(self, reply: str) -> None:
         future = self._waiting.pop(reply[len(self._prefix) :], None)
@@ -88,13 +127,7 @@ class Replies:
             sub, self._sub = self._sub, None
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(StoreUnavailable("connection closed"))
-                # Marked retrieved: a waiter still gets the error, and one that gave up leaves no
-                # "exception was never retrieved" in the shutdown log.
-                future.exception()
-        self._waiting.clear()
+        self.fail_all("connection closed")
 
 
 def _expire(future: asyncio.Future[Msg]) -> None:
