@@ -232,7 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"nats-s3 {__version__}\n")
-    for flag in FLAGS:
+    add_flags(parser, FLAGS)
+    return parser
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
+    for flag in flags:
         parser.add_argument(
             f"--{flag.name}",
             dest=flag.field,
@@ -240,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=flag.metavar or _METAVARS[flag.kind],
             help=f"{flag.help} [env {flag.env}]",
         )
-    return parser
 
 
 def _convert(flag: Flag, raw: str) -> object:
@@ -261,10 +265,14 @@ def _convert(flag: Flag, raw: str) -> object:
 
 def settings_from(argv: Sequence[str] | None, environ: dict[str, str] | None = None) -> Settings:
     """Flags win over environment variables, which win over defaults. Raises ValueError with one line."""
+    return settings_of(build_parser().parse_args(argv), FLAGS, environ)
+
+
+def settings_of(args: argparse.Namespace, flags: Sequence[Flag], environ: dict[str, str] | None = None) -> Settings:
+    """Settings from parsed `flags` (those not given come from their environment variables, then defaults)."""
     env = os.environ if environ is None else environ
-    args = build_parser().parse_args(argv)
     values: dict[str, object] = {}
-    for flag in FLAGS:
+    for flag in flags:
         raw = getattr(args, flag.field)
         source = f"--{flag.name}"
         if raw is None and flag.env in env:
@@ -280,7 +288,7 @@ def settings_from(argv: Sequence[str] | None, environ: dict[str, str] | None = N
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else ""
-        name = next((f"--{f.name}" for f in FLAGS if f.field == field), field)
+        name = next((f"--{f.name}" for f in flags if f.field == field), field)
         message = first["msg"].removeprefix("Value error, ")
         raise ValueError(f"{name}: {message}" if name else message) from None
 
@@ -310,6 +318,11 @@ def secrets_of(settings: Settings) -> dict[str, str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["admin"]:
+        from .admin.main import main as admin_main
+
+        return admin_main(args[1:])
     try:
         settings = settings_from(argv)
     except ValueError as exc:

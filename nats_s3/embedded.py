@@ -28,6 +28,8 @@ class EmbeddedServerError(Exception):
 
 
 PID_FILE = "nats-server.pid"
+# Where `nats-s3 admin --data-dir DIR` finds the running embedded server (its port is chosen at start).
+URL_FILE = "nats.url"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -179,6 +181,8 @@ class EmbeddedNatsServer:
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
                 log.info("embedded nats-server started", extra={"url": self.url, "store": str(jetstream_dir)})
+                with contextlib.suppress(OSError):
+                    (self.data_dir.resolve() / URL_FILE).write_text(f"{self.url}\n")
                 # Drain stderr so the server never blocks on a full pipe.
                 asyncio.get_running_loop().create_task(self._drain())
                 if self._watch is None:
@@ -240,6 +244,8 @@ class EmbeddedNatsServer:
                 await proc.wait()
         with contextlib.suppress(OSError):
             (self.data_dir.resolve() / PID_FILE).unlink()
+        with contextlib.suppress(OSError):
+            (self.data_dir.resolve() / URL_FILE).unlink()
 
 
 def private_nats(data_dir: Path, servers: list[str]) -> tuple[DataDirLock | None, EmbeddedNatsServer | None, list[str]]:

@@ -25,6 +25,7 @@ from .api.gateway import Gateway
 from .api.services import Services
 from .auth.credentials import CredentialsError, read_credentials_file
 from .embedded import EmbeddedNatsServer, private_nats
+from .nats_auth import nats_auth_options
 from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
 from .protocol.errors import S3Error
 from .protocol.sigv4 import SigV4Verifier
@@ -195,15 +196,7 @@ def _nats_options(
         "error_cb": on_error,
         "pending_size": 64 * 1024 * 1024,
     }
-    if settings.nats_user:
-        options["user"] = settings.nats_user
-        options["password"] = settings.nats_password or ""
-    if settings.nats_token:
-        options["token"] = settings.nats_token
-    if settings.nats_nkey_file:
-        options["nkeys_seed"] = str(settings.nats_nkey_file)
-    if settings.nats_creds_file:
-        options["user_credentials"] = str(settings.nats_creds_file)
+    options.update(nats_auth_options(settings))
     return options
 
 

@@ -776,6 +776,11 @@ class ListIndex:
                     if index.sub is not None:
                         asyncio.get_running_loop().create_task(index.sub.unsubscribe())
 
+    async def wait_saves(self) -> None:
+        """Until the snapshots being saved are (a short-lived process's builds serve the next gateway)."""
+        while self._saving:
+            await asyncio.gather(*self._saving.values(), return_exceptions=True)
+
     async def close(self) -> None:
         for task in list(self._saving.values()):
             task.cancel()

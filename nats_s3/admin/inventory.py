@@ -1,0 +1,75 @@
+"""What the admin commands read from NATS: buckets, their configuration, placement and usage.
+
+Bytes come from each bucket stream's state; live objects from the bucket's listing index (restored
+from its snapshot where one is young enough, else built from the stream, which takes a while for
+big buckets: `progress` hears about each one); uploads in progress from the gateway's KV."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..store import naming
+from ..store.errors import BucketNotFound, StoreUnavailable
+from ..store.jsapi import ERR_STREAM_NOT_FOUND, js_request
+from ..store.multipart import upload_prefix
+from ..store.nats_store import NatsStore
+
+
+async def stream_info(store: NatsStore, bucket: str) -> dict[str, Any]:
+    stream = naming.stream_name(naming.nats_bucket(bucket))
+    info = await js_request(store.nc, f"STREAM.INFO.{stream}")
+    if err := info.get("error"):
+        if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+            raise BucketNotFound(bucket)
+        raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
+    return info
+
+
+async def uploads_in_progress(store: NatsStore, bucket: str) -> int:
+    kv = store.configs.records
+    info = await js_request(
+        store.nc, f"STREAM.INFO.{kv.stream}", {"subjects_filter": f"{upload_prefix(kv.prefix, bucket)}U.>"}
+    )
+    return len((info.get("state") or {}).get("subjects") or {})
+
+
+async def usage(store: NatsStore, bucket: str, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    info = await stream_info(store, bucket)
+    state = info.get("state") or {}
+    began = time.monotonic()
+    index = await store.index.current(bucket)
+    took = time.monotonic() - began
+    if progress is not None and took > 1.0:
+        progress(f"{bucket}: {len(index):,} objects indexed in {took:.1f}s")
+    return {
+        "bucket": bucket,
+        "bytes": int(state.get("bytes") or 0),
+        "objects": len(index),
+        "delete_markers": len(index.markers),
+        "uploads_in_progress": await uploads_in_progress(store, bucket),
+        "stream_messages": int(state.get("messages") or 0),
+    }
+
+
+async def bucket_info(store: NatsStore, bucket: str, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    info = await stream_info(store, bucket)
+    config = store.configs.get(bucket)
+    stream_config = info.get("config") or {}
+    cluster = info.get("cluster") or {}
+    replicas = [r.get("name") for r in cluster.get("replicas") or []]
+    return {
+        "bucket": bucket,
+        "stream": stream_config.get("name"),
+        "created": config.created or info.get("created"),
+        "owner": config.owner or None,
+        "versioning": config.versioning_state.value,
+        "replicas": int(stream_config.get("num_replicas") or 1),
+        "placement": stream_config.get("placement"),
+        "cluster": cluster.get("name"),
+        "leader": cluster.get("leader"),
+        "servers": [s for s in [cluster.get("leader"), *replicas] if s],
+        "max_bytes": int(stream_config.get("max_bytes") or -1),
+        "usage": await usage(store, bucket, progress),
+    }
