@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .conftest import make_client
-from .support import REPO, GatewayProcess, free_port, write_credentials
+from .support import REPO, GatewayProcess, eventually, free_port, write_credentials
 
 
 def admin(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -82,3 +82,23 @@ def test_the_embedded_server_found_by_data_dir(tmp_path: Path) -> None:
     finally:
         gw.stop()
     assert not (data / "nats.url").exists()
+
+
+def test_gc_status_shows_the_collectors_last_pass(s3, bucket: str, nats_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The suite's gateway collects every second or two (GC_ARGS): its leader records each pass."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"y")  # the first version's chunks are the collector's now
+
+    def status() -> dict:  # type: ignore[type-arg]
+        got = admin("--natsServers", nats_url, "--json", "gc", "status")
+        return json.loads(got.stdout) if got.returncode == 0 else {}
+
+    # A pass that listed the buckets before this one was made counts none: wait for one after.
+    first = eventually(status, lambda s: s.get("buckets", 0) >= 1)
+    assert first["holder"] and first["finished_at"] and first["seconds"] >= 0, first
+    later = eventually(
+        status, lambda s: s.get("finished_at", "") > first["finished_at"] or s["passes"] > first["passes"]
+    )
+    assert later["passes"] >= first["passes"]
+    human = admin("--natsServers", nats_url, "gc", "status")
+    assert human.returncode == 0 and "last pass" in human.stdout

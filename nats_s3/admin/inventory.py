@@ -6,11 +6,13 @@ big buckets: `progress` hears about each one); uploads in progress from the gate
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..store import naming
+from ..store.collector import STATUS_KEY
 from ..store.errors import BucketNotFound, StoreUnavailable
 from ..store.jsapi import ERR_STREAM_NOT_FOUND, js_request
 from ..store.multipart import upload_prefix
@@ -73,3 +75,15 @@ async def bucket_info(store: NatsStore, bucket: str, progress: Callable[[str], N
         "max_bytes": int(stream_config.get("max_bytes") or -1),
         "usage": await usage(store, bucket, progress),
     }
+
+
+async def collector_status(store: NatsStore) -> dict[str, Any] | None:
+    """The collector leader's record of its last pass (store/collector.py), None before the first."""
+    record = await store.configs.records.get(STATUS_KEY)
+    if record is None:
+        return None
+    try:
+        found: dict[str, Any] = json.loads(record.value)
+    except ValueError:
+        return {"unreadable": record.value.decode(errors="replace")}
+    return found

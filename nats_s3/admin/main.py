@@ -1,7 +1,7 @@
 """`nats-s3 admin [connection flags] [--json] COMMAND`: parse, connect to NATS, run one command, print.
 
-Exit codes: 0 done; 1 NATS unreachable or refusing; 2 bad usage; 3 no such bucket; 4 a credentials
-file that does not load."""
+Exit codes: 0 done; 1 NATS unreachable or refusing; 2 bad usage; 3 not found (a bucket, or no collector
+pass recorded yet); 4 a credentials file that does not load."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = bucket.add_parser("info", help="one bucket: owner, versioning, replicas, placement, usage")
     info.add_argument("bucket")
     commands.add_parser("usage", help="bytes, objects and uploads in progress per bucket, and in total")
+    gc = commands.add_parser("gc", help="the collector").add_subparsers(dest="action", required=True)
+    gc.add_parser("status", help="the collector leader's last pass")
     creds = commands.add_parser("credentials", help="credentials files").add_subparsers(dest="action", required=True)
     check = creds.add_parser("check", help="validate a credentials file (no NATS needed)")
     check.add_argument("file", type=Path)
@@ -148,6 +150,25 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                     [[r["bucket"], r["objects"], report.human_size(r["bytes"]), r["uploads_in_progress"]] for r in rows]
                     + [["TOTAL", total["objects"], report.human_size(total["bytes"]), total["uploads_in_progress"]]],
                 )
+        elif args.command == "gc" and args.action == "status":
+            status = await inventory.collector_status(store)
+            if status is None:
+                sys.stderr.write("nats-s3 admin: no collector pass recorded yet (is a gateway running?)\n")
+                return EXIT_NOT_FOUND
+            if args.json:
+                report.as_json(status)
+            else:
+                blocked = status.get("blocked") or {}
+                report.fields([
+                    ("leader", status.get("holder")), ("last pass", status.get("finished_at")),
+                    ("took", f"{status.get('seconds')} s"), ("buckets", status.get("buckets")),
+                    ("behind", status.get("behind")), ("grace", f"{status.get('grace_seconds')} s"),
+                    ("passes", status.get("passes")), ("freed subjects", status.get("freed_subjects")),
+                    ("settled claims", status.get("settled_claims")),
+                    ("expired uploads", status.get("expired_uploads")),
+                    ("renewed snapshots", status.get("renewed_snapshots")),
+                    ("blocked", ", ".join(f"{b}: {why}" for b, why in blocked.items()) or "none"),
+                ])  # fmt: skip
         await store.index.wait_saves()
         return EXIT_OK
     except BucketNotFound as exc:

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -33,6 +33,7 @@ from .lease import Lease
 from .models import chunk_nuids, parse_mtime
 from .multipart import COMPLETING, OPEN, MultipartStore, PartRecord, UploadRecord
 from .nats_store import NatsStore
+from .records import RecordConflict
 from .versions import is_gone, is_version, uid_of
 from .writes import Head, live_in_history
 
@@ -45,6 +46,8 @@ CONCURRENCY = 64  # chunk subjects checked at once
 READ_TIMEOUT = 10.0
 KEPT, FREED, DEFERRED = "kept", "freed", "deferred"
 EXPIRY_EVERY = 5.0  # seconds between multipart expiry sweeps
+# The leader's record of its last pass in the gateway's KV (`nats-s3 admin gc status` reads it).
+STATUS_KEY = "gc.status"
 
 
 @dataclass
@@ -171,7 +174,37 @@ class Collector:
             self._last_expiry = time.monotonic()
         self.stats.passes += 1
         self.stats.last_pass_seconds = time.monotonic() - started
+        await self._record_pass(len(buckets), behind)
         return behind
+
+    async def _record_pass(self, buckets: int, behind: bool) -> None:
+        """What the pass did, for operators (best effort: a pass that cannot say so still counts)."""
+        stats = self.stats
+        status = {
+            "holder": self.lease.holder,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(stats.last_pass_seconds, 3),
+            "buckets": buckets,
+            "behind": behind,
+            "grace_seconds": self.grace,
+            # Totals since this holder started.
+            "passes": stats.passes,
+            "freed_subjects": stats.freed_subjects,
+            "settled_claims": stats.settled_claims,
+            "expired_uploads": stats.expired_uploads,
+            "renewed_snapshots": stats.renewed_snapshots,
+            "blocked": dict(stats.blocked),
+        }
+        records = self.store.configs.records
+        value = json.dumps(status, sort_keys=True).encode()
+        try:
+            revision = await records.last_revision(STATUS_KEY)
+            if revision:
+                await records.update(STATUS_KEY, value, revision)
+            else:
+                await records.create(STATUS_KEY, value)
+        except (RecordConflict, StoreUnavailable) as exc:
+            log.debug("collector pass not recorded", extra={"error": repr(exc)})
 
     async def collect_bucket(self, bucket: str) -> int:
         """Settle the bucket's ripe claims, oldest first; returns how many chunk subjects were freed."""
