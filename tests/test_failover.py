@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from botocore.exceptions import ClientError
 from nats.aio.msg import Msg
 
 from nats_s3.store.errors import StoreUnavailable
+from nats_s3.store.publisher import Publisher
 from nats_s3.store.replies import replies_for
 
 from .support import ACCESS_KEY, SECRET_KEY, GatewayProcess, NatsCluster, write_credentials
@@ -138,25 +141,25 @@ def test_losing_the_connected_server(cluster: NatsCluster, gateway: GatewayProce
             assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
 
 
-def _stream_leader(urls: list[str], stream: str, avoid: str) -> str:
+async def _leader_of(urls: list[str], stream: str, avoid: str = "") -> str:
     """The stream's leader, after asking it to step down until it is not server `avoid`."""
+    nc = await nats.connect(urls)
+    try:
+        js = nc.jetstream()
+        for _ in range(20):
+            leader = (await js.stream_info(stream)).cluster.leader  # type: ignore[union-attr]
+            if leader and leader != avoid:
+                return leader
+            with contextlib.suppress(Exception):
+                await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+            await asyncio.sleep(1)
+        raise AssertionError(f"{stream} keeps its leader on {avoid}")
+    finally:
+        await nc.close()
 
-    async def run() -> str:
-        nc = await nats.connect(urls)
-        try:
-            js = nc.jetstream()
-            for _ in range(20):
-                leader = (await js.stream_info(stream)).cluster.leader  # type: ignore[union-attr]
-                if leader and leader != avoid:
-                    return leader
-                with contextlib.suppress(Exception):
-                    await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
-                await asyncio.sleep(1)
-            raise AssertionError(f"{stream} keeps its leader on {avoid}")
-        finally:
-            await nc.close()
 
-    return asyncio.run(run())
+def _stream_leader(urls: list[str], stream: str, avoid: str) -> str:
+    return asyncio.run(_leader_of(urls, stream, avoid))
 
 
 def test_a_write_waits_out_a_leader_election(cluster: NatsCluster, gateway: GatewayProcess) -> None:
@@ -224,6 +227,42 @@ def test_a_lost_connection_fails_what_waits_on_it(nats_url: str) -> None:
             await silent.unsubscribe()
             await answering.unsubscribe()
         finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+def test_an_ack_lost_with_a_stream_leader_fails_at_the_next_election(cluster: NatsCluster) -> None:
+    """Forced: a publish reaches a stream leader that then stops answering (SIGSTOP) before its ack.
+    When the others elect a new leader, the publish fails with StoreUnavailable (a 503), seconds after
+    the election, instead of after its 30 s ack timeout."""
+
+    async def run() -> None:
+        stream, subject = "KV_failover_acks", "$KV.failover_acks.k"
+        setup = await nats.connect(cluster.urls)
+        await setup.jetstream().add_stream(name=stream, subjects=["$KV.failover_acks.>"], num_replicas=3)
+        await setup.close()
+        leader = await _leader_of(cluster.urls, stream)
+        others = [i for i in range(3) if f"n{i}" != leader]
+        nc = await nats.connect(cluster.urls[others[0]], dont_randomize=True, max_reconnect_attempts=0)
+        publisher = Publisher(nc)
+        try:
+            await publisher.watch_leaders()
+            await (await publisher.publish(subject, b"before")).wait()
+            victim = cluster.procs[int(leader[1:])]
+            os.kill(victim.pid, signal.SIGSTOP)
+            try:
+                began = time.monotonic()
+                pending = await publisher.publish(subject, b"lost")
+                with pytest.raises(StoreUnavailable, match="changed leader"):
+                    await pending.wait()
+                assert time.monotonic() - began < 20, time.monotonic() - began
+                # The new leader takes writes.
+                await (await publisher.publish(subject, b"after")).wait()
+            finally:
+                os.kill(victim.pid, signal.SIGCONT)
+        finally:
+            await publisher.close()
             await nc.close()
 
     asyncio.run(run())

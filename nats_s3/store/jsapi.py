@@ -23,9 +23,10 @@ ERR_WRONG_LAST_SEQUENCE = 10071
 
 # Requests that only read, asked again when unanswered: while a stream (or the meta layer) elects a new
 # leader after a server died, about five seconds, its requests are dropped rather than refused. Asking
-# again each second or two answers soon after the election instead of after the whole timeout.
+# again every few seconds answers soon after the election instead of after the whole timeout.
 _READS = ("STREAM.INFO.", "STREAM.MSG.GET.", "STREAM.NAMES", "STREAM.LIST", "CONSUMER.INFO.")
-_READ_ATTEMPT_TIMEOUTS = (1.0, 1.5, 2.0, 2.5, 3.0)  # sums to API_TIMEOUT
+# Twice API_TIMEOUT in all: an election after a crash takes five seconds, sometimes over ten.
+_READ_ATTEMPT_TIMEOUTS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.0, 3.0, 4.0)
 
 
 async def js_request(nc: NatsClient, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -40,7 +41,7 @@ async def js_request(nc: NatsClient, subject: str, payload: dict[str, Any] | Non
             raise StoreUnavailable("JetStream is not enabled or not answering") from exc
         except nats.errors.TimeoutError as exc:
             if n == len(attempts):
-                raise StoreUnavailable(f"JetStream API {subject}: no answer in {API_TIMEOUT:g}s") from exc
+                raise StoreUnavailable(f"JetStream API {subject}: no answer in {sum(attempts):g}s") from exc
             continue
         except nats.errors.Error as exc:
             raise StoreUnavailable(f"JetStream API {subject}: {exc!r}") from exc

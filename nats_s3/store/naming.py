@@ -98,3 +98,17 @@ def stream_subjects(nats_name: str) -> list[str]:
         version_wildcard(nats_name),
         claim_wildcard(nats_name),
     ]
+
+
+def stream_of(subject: str) -> str | None:
+    """The stream of this project's that captures a subject: a bucket's (`$O.<name>.`) or a KV
+    bucket's (`$KV.<name>.`); None for others."""
+    head, _, rest = subject.partition(".")
+    name = rest.partition(".")[0]
+    if not name:
+        return None
+    if head == "$O":
+        return stream_name(name)
+    if head == "$KV":
+        return f"KV_{name}"
+    return None

@@ -87,6 +87,7 @@ class NatsStore(VersionedWrites):
 
     async def start(self) -> None:
         """Load the bucket configurations (and keep them current) before serving."""
+        await self.publisher.watch_leaders()
         await self.configs.start()
 
     async def close(self) -> None:

@@ -15,23 +15,32 @@ request a few seconds instead of a false NoSuchBucket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from .errors import StoreUnavailable
 from .jsapi import js_request
+from .naming import stream_of
 from .replies import Replies, replies_for
+
+log = logging.getLogger("nats_s3.store.publisher")
 
 ACK_TIMEOUT = 30.0
 # How long a message waits for its stream to have a leader again, and the pauses between tries.
-NO_LEADER_BUDGET = 15.0
+NO_LEADER_BUDGET = 20.0
 NO_LEADER_PAUSES = (0.1, 0.25, 0.5, 1.0)
+LEADER_ELECTED = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED"
+# A publish sent this shortly before a new leader's advisory may have gone to the new leader.
+LEADER_GRACE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +69,7 @@ class Publisher:
     def __init__(self, nc: NatsClient) -> None:
         self.nc = nc
         self._replies = replies_for(nc)
+        self._leaders: Subscription | None = None
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> PendingAck:
         """Send one message without waiting; `wait()` on the result gives its ack."""
@@ -69,7 +79,7 @@ class Publisher:
     async def _send(
         self, subject: str, payload: bytes, headers: dict[str, str] | None
     ) -> tuple[str, asyncio.Future[Msg]]:
-        reply, future = await self._replies.expect()
+        reply, future = await self._replies.expect(stream_of(subject))
         try:
             await self.nc.publish(subject, payload, reply=reply, headers=headers)
         except nats.errors.Error as exc:
@@ -105,7 +115,35 @@ class Publisher:
         """Publish and wait for the ack."""
         return await (await self.publish(subject, payload, headers)).wait()
 
+    async def watch_leaders(self) -> None:
+        """Follow JetStream's leader elections: when a stream has a new leader, the acks awaited from
+        it for more than LEADER_GRACE will never come (the old leader took them), so those writes fail
+        with 503 now instead of at their 30 s timeout. Whether they were stored is unknown either way;
+        a write becomes visible only by its final compare-and-set, so the client's retry is safe."""
+        if self._leaders is not None:
+            return
+
+        async def elected(msg: Msg) -> None:
+            stream = msg.subject.rpartition(".")[2]
+            loop = self._replies.loop
+            if loop is None:
+                return
+            failed = self._replies.fail_stream(
+                stream, f"stream {stream} changed leader before acknowledging", loop.time() - LEADER_GRACE
+            )
+            if failed:
+                log.warning(
+                    "writes lost their acknowledgement to a leader change", extra={"stream": stream, "writes": failed}
+                )
+
+        with contextlib.suppress(nats.errors.Error):
+            self._leaders = await self.nc.subscribe(f"{LEADER_ELECTED}.*", cb=elected)
+
     async def close(self) -> None:
+        if self._leaders is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._leaders.unsubscribe()
+            self._leaders = None
         await self._replies.close()
 
 

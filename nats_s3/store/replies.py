@@ -39,6 +39,8 @@ class Replies:
         self._sub: Subscription | None = None
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._streams: dict[str, asyncio.Queue[Msg | StoreUnavailable]] = {}
+        # Token -> (stream, when sent) of the publishes awaiting an ack, for `fail_stream`.
+        self._acks: dict[str, tuple[str, float]] = {}
         self._tokens = itertools.count(1)
         self._lock = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None  # the connection's, once first used
@@ -60,6 +62,8 @@ class Replies:
         token = msg.subject[len(self._prefix) :]
         future = self._waiting.pop(token, None)
         if future is not None:
+            if self._acks:
+                self._acks.pop(token, None)
             if not future.done():
                 future.set_result(msg)
             return
@@ -67,15 +71,32 @@ class Replies:
         if queue is not None:
             queue.put_nowait(msg)
 
-    async def expect(self) -> tuple[str, asyncio.Future[Msg]]:
-        """A reply subject and the future its answer will be set on (`forget` it if never sent)."""
+    async def expect(self, stream: str | None = None) -> tuple[str, asyncio.Future[Msg]]:
+        """A reply subject and the future its answer will be set on (`forget` it if never sent);
+        `stream`: the stream whose ack it is, for `fail_stream`."""
         if self._sub is None or self.loop is None:
             await self._ensure()
         assert self.loop is not None
         token = format(next(self._tokens), "x")
         future: asyncio.Future[Msg] = self.loop.create_future()
         self._waiting[token] = future
+        if stream is not None:
+            self._acks[token] = (stream, self.loop.time())
         return self._prefix + token, future
+
+    def fail_stream(self, stream: str, reason: str, sent_before: float) -> int:
+        """Fail the acks awaited from `stream` of publishes sent before loop time `sent_before` (its
+        leader changed: the one they went to will not answer); how many."""
+        failed = 0
+        for token, (of, sent) in list(self._acks.items()):
+            if of == stream and sent < sent_before:
+                del self._acks[token]
+                future = self._waiting.pop(token, None)
+                if future is not None and not future.done():
+                    future.set_exception(StoreUnavailable(reason))
+                    future.exception()  # retrieved: a waiter still gets it, an abandoned one logs nothing
+                    failed += 1
+        return failed
 
     async def open_stream(self) -> tuple[str, asyncio.Queue[Msg | StoreUnavailable]]:
         """A reply subject for many answers and the queue they arrive on (`close_stream` it after); a
@@ -93,6 +114,7 @@ class Replies:
     def fail_all(self, reason: str) -> None:
         """Fail every answer still awaited (the connection they were asked on is gone)."""
         waiting, self._waiting = self._waiting, {}
+        self._acks.clear()
         for future in waiting.values():
             if not future.done():
                 future.set_exception(StoreUnavailable(reason))
@@ -103,6 +125,7 @@ class Replies:
             queue.put_nowait(StoreUnavailable(reason))
 
     def forget(self, reply: str) -> None:
+        self._acks.pop(reply[len(self._prefix) :], None)
         future = self._waiting.pop(reply[len(self._prefix) :], None)
         if future is not None and not future.done():
             future.cancel()
