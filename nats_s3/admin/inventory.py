@@ -11,34 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..store import naming
 from ..store.collector import STATUS_KEY
-from ..store.errors import BucketNotFound, StoreUnavailable
-from ..store.jsapi import ERR_STREAM_NOT_FOUND, js_request
-from ..store.multipart import upload_prefix
+from ..store.multipart import MultipartStore
 from ..store.nats_store import NatsStore
 
 
-async def stream_info(store: NatsStore, bucket: str) -> dict[str, Any]:
-    stream = naming.stream_name(naming.nats_bucket(bucket))
-    info = await js_request(store.nc, f"STREAM.INFO.{stream}")
-    if err := info.get("error"):
-        if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-            raise BucketNotFound(bucket)
-        raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
-    return info
-
-
-async def uploads_in_progress(store: NatsStore, bucket: str) -> int:
-    kv = store.configs.records
-    info = await js_request(
-        store.nc, f"STREAM.INFO.{kv.stream}", {"subjects_filter": f"{upload_prefix(kv.prefix, bucket)}U.>"}
-    )
-    return len((info.get("state") or {}).get("subjects") or {})
-
-
-async def usage(store: NatsStore, bucket: str, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    info = await stream_info(store, bucket)
+async def usage(
+    store: NatsStore, uploads: MultipartStore, bucket: str, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    info = await store.stream_info(bucket)
     state = info.get("state") or {}
     began = time.monotonic()
     index = await store.index.current(bucket)
@@ -50,13 +31,15 @@ async def usage(store: NatsStore, bucket: str, progress: Callable[[str], None] |
         "bytes": int(state.get("bytes") or 0),
         "objects": len(index),
         "delete_markers": len(index.markers),
-        "uploads_in_progress": await uploads_in_progress(store, bucket),
+        "uploads_in_progress": await uploads.count_in_progress(bucket),
         "stream_messages": int(state.get("messages") or 0),
     }
 
 
-async def bucket_info(store: NatsStore, bucket: str, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    info = await stream_info(store, bucket)
+async def bucket_info(
+    store: NatsStore, uploads: MultipartStore, bucket: str, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    info = await store.stream_info(bucket)
     config = store.configs.get(bucket)
     stream_config = info.get("config") or {}
     cluster = info.get("cluster") or {}
@@ -73,7 +56,7 @@ async def bucket_info(store: NatsStore, bucket: str, progress: Callable[[str], N
         "leader": cluster.get("leader"),
         "servers": [s for s in [cluster.get("leader"), *replicas] if s],
         "max_bytes": int(stream_config.get("max_bytes") or -1),
-        "usage": await usage(store, bucket, progress),
+        "usage": await usage(store, uploads, bucket, progress),
     }
 
 

@@ -20,6 +20,7 @@ from ..embedded import URL_FILE
 from ..nats_auth import nats_auth_options
 from ..settings import Settings
 from ..store.errors import BucketNotFound, StoreUnavailable
+from ..store.multipart import MultipartStore
 from ..store.nats_store import NatsStore
 from . import inventory, report
 
@@ -97,12 +98,15 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"nats-s3 admin: NATS at {','.join(servers)} not reached: {why!r}\n")
         return EXIT_NATS
     store = NatsStore(nc, replicas=settings.nats_replicas)
+    uploads = MultipartStore(store)
     try:
         await store.start()
         if args.command == "bucket" and args.action == "list":
             rows = []
             for b in await store.list_buckets():
-                rows.append({**await inventory.usage(store, b.name, _progress), "created": b.created.isoformat()})
+                rows.append(
+                    {**await inventory.usage(store, uploads, b.name, _progress), "created": b.created.isoformat()}
+                )
             if args.json:
                 report.as_json(rows)
             else:
@@ -120,7 +124,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                     ],
                 )
         elif args.command == "bucket" and args.action == "info":
-            found = await inventory.bucket_info(store, args.bucket, _progress)
+            found = await inventory.bucket_info(store, uploads, args.bucket, _progress)
             if args.json:
                 report.as_json(found)
             else:
@@ -136,7 +140,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                     ("uploads in progress", use["uploads_in_progress"]),
                 ])  # fmt: skip
         elif args.command == "usage":
-            rows = [await inventory.usage(store, b.name, _progress) for b in await store.list_buckets()]
+            rows = [await inventory.usage(store, uploads, b.name, _progress) for b in await store.list_buckets()]
             total = {
                 "bytes": sum(r["bytes"] for r in rows),
                 "objects": sum(r["objects"] for r in rows),

@@ -531,9 +531,11 @@ class MultipartStore:
             raise UploadNotFound(upload_id)
         return info
 
-    async def count_in_progress(self) -> int:
+    async def count_in_progress(self, bucket: str | None = None) -> int:
+        """Uploads in progress in one bucket, or in all."""
         kv = self.store.configs.records
-        info = await self.store._api(f"STREAM.INFO.{kv.stream}", {"subjects_filter": f"{kv.prefix}mp.*.U.>"})
+        where = upload_prefix(kv.prefix, bucket) if bucket is not None else f"{kv.prefix}mp.*."
+        info = await self.store._api(f"STREAM.INFO.{kv.stream}", {"subjects_filter": f"{where}U.>"})
         return len((info.get("state") or {}).get("subjects") or {})
 
     async def check_deletable(self, bucket: str) -> None:

@@ -140,7 +140,7 @@ class NatsStore(VersionedWrites):
         await self.configs.create(bucket, info.created, owner)
         return info
 
-    async def _stream_info(self, bucket: str) -> dict[str, Any]:
+    async def stream_info(self, bucket: str) -> dict[str, Any]:
         stream = naming.stream_name(naming.nats_bucket(bucket))
         resp = await self._api(f"STREAM.INFO.{stream}")
         if err := resp.get("error"):
@@ -150,14 +150,14 @@ class NatsStore(VersionedWrites):
         return resp
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
-        return BucketInfo(bucket, _parse_created((await self._stream_info(bucket)).get("created")))
+        return BucketInfo(bucket, _parse_created((await self.stream_info(bucket)).get("created")))
 
     async def ensure_ready(self, bucket: str) -> None:
         """Before a write: a bucket made by an earlier gateway version gets the subjects and the
         configuration record this one uses. Known buckets cost nothing."""
         if self.configs.known(bucket):
             return
-        info = await self._stream_info(bucket)
+        info = await self.stream_info(bucket)
         config = info["config"]
         wanted = naming.stream_subjects(naming.nats_bucket(bucket))
         if set(wanted) - set(config.get("subjects") or []):

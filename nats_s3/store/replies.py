@@ -93,8 +93,7 @@ class Replies:
                 del self._acks[token]
                 future = self._waiting.pop(token, None)
                 if future is not None and not future.done():
-                    future.set_exception(StoreUnavailable(reason))
-                    future.exception()  # retrieved: a waiter still gets it, an abandoned one logs nothing
+                    _fail(future, reason)
                     failed += 1
         return failed
 
@@ -117,10 +116,7 @@ class Replies:
         self._acks.clear()
         for future in waiting.values():
             if not future.done():
-                future.set_exception(StoreUnavailable(reason))
-                # Marked retrieved: a waiter still gets the error, and one that gave up leaves no
-                # "exception was never retrieved" in the log.
-                future.exception()
+                _fail(future, reason)
         for queue in self._streams.values():
             queue.put_nowait(StoreUnavailable(reason))
 
@@ -151,6 +147,13 @@ class Replies:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
         self.fail_all("connection closed")
+
+
+def _fail(future: asyncio.Future[Msg], reason: str) -> None:
+    future.set_exception(StoreUnavailable(reason))
+    # Marked retrieved: a waiter still gets the error, and one that gave up leaves no "exception was
+    # never retrieved" in the log.
+    future.exception()
 
 
 def _expire(future: asyncio.Future[Msg]) -> None:
