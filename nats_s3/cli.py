@@ -21,6 +21,7 @@ from .embedded import EmbeddedServerError
 from .observability.logging import attach_log_batching, detach_log_batching, setup_logging
 from .settings import Settings
 from .startup_errors import NatsUnreachable, TlsConfigError
+from .store.placement import PlacementError, load_placement_map
 from .workers.cores import usable_cores
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -204,6 +205,21 @@ FLAGS = (
         "memory for the bytes of small objects recently read, each up to 1/256 of it (default 32MiB; 0: off)",
         "size",
     ),
+    Flag(
+        "quota.total",
+        "quota_total",
+        "NATS_S3_QUOTA_TOTAL",
+        "the most all buckets together may hold, e.g. 500GiB (default 0: no limit); per bucket: nats-s3 admin",
+        "size",
+    ),
+    Flag(
+        "placement",
+        "placement_file",
+        "NATS_S3_PLACEMENT",
+        'JSON map of regions for LocationConstraint: {"eu-central-1": {"cluster": "c1", "tags": ["region:eu"], '
+        '"replicas": 3}}',
+        "path",
+    ),
     Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path", "DIR"),
 )
 
@@ -317,6 +333,18 @@ def secrets_of(settings: Settings) -> dict[str, str] | None:
         return None
 
 
+def placement_loads(settings: Settings) -> bool:
+    """Whether --placement, if given, is a valid placement map (the reason on stderr if not)."""
+    if settings.placement_file is None:
+        return True
+    try:
+        load_placement_map(settings.placement_file)
+    except PlacementError as exc:
+        sys.stderr.write(f"nats-s3: {exc}\n")
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["admin"]:
@@ -329,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
     secrets = secrets_of(settings)
-    if secrets is None:
+    if secrets is None or not placement_loads(settings):
         return 2
     setup_logging(settings.log_format, settings.log_level)
     if settings.workers > 1:

@@ -37,6 +37,7 @@ from .store.lease import Lease
 from .store.legacy import retire_legacy_uploads
 from .store.multipart import MultipartStore
 from .store.nats_store import NatsStore
+from .store.placement import load_placement_map
 from .store.replies import replies_for
 from .tls import tls_context
 from .workers.metrics_view import group_metrics
@@ -399,6 +400,8 @@ async def _open_session(
         claim_refresh=settings.gc_grace / 3,
         index_snapshot_max_age=settings.gc_grace / 2,
         read_cache_bytes=settings.read_cache_size,
+        total_quota_bytes=settings.quota_total,
+        placements=load_placement_map(settings.placement_file) if settings.placement_file else None,
     )
     session = _NatsSession(nc, store)
     try:
@@ -485,7 +488,9 @@ async def serve(
             loop.add_signal_handler(sig, on_signal, int(sig))
     # The verifier reads `live_secrets` on every request: a reload updates it in place.
     live_secrets = dict(secrets)
-    gateway = Gateway(settings, SigV4Verifier(live_secrets, region=settings.region), metrics)
+    regions = frozenset(load_placement_map(settings.placement_file)) if settings.placement_file else frozenset()
+    verifier = SigV4Verifier(live_secrets, region=settings.region, other_regions=regions)
+    gateway = Gateway(settings, verifier, metrics)
     if settings.credentials_file is not None:
         with contextlib.suppress(CredentialsError):
             gateway.principals.replace(read_credentials_file(settings.credentials_file).credentials)
@@ -633,6 +638,10 @@ def _usage_reader(store: NatsStore, multipart: MultipartStore):  # type: ignore[
         usage = await store.usage()
         snapshot.bucket_bytes = {bucket: size for bucket, (size, _) in usage.items()}
         snapshot.bucket_objects = {bucket: count for bucket, (_, count) in usage.items() if count is not None}
-        snapshot.uploads_in_progress = await multipart.count_in_progress()
+        snapshot.bucket_uploads = await multipart.in_progress_by_bucket()
+        snapshot.uploads_in_progress = sum(snapshot.bucket_uploads.values())
+        quotas = {b: store.configs.get(b).quota for b in usage}
+        snapshot.bucket_quotas = {b: (q.max_bytes, q.max_objects) for b, q in quotas.items() if q is not None}
+        snapshot.total_quota_bytes = store.quotas.total_max_bytes
 
     return read

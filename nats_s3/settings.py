@@ -50,6 +50,10 @@ class Settings(BaseModel):
     chunk_size: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
     # Bytes of small objects recently read, kept per gateway process (store/read_cache.py); 0: none.
     read_cache_size: int = Field(default=32 * 1024 * 1024, ge=0)
+    # The most all buckets together may hold, bytes of their streams (store/quotas.py); 0: no limit.
+    quota_total: int = Field(default=0, ge=0)
+    # Regions a CreateBucket's LocationConstraint may name, and where their streams go (store/placement.py).
+    placement_file: Path | None = None
 
     @field_validator("listen")
     @classmethod

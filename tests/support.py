@@ -92,7 +92,9 @@ class NatsCluster:
     """Three clustered nats-server -js processes on loopback, for replicated streams; each with its
     monitoring port (connz names the server a client is connected to)."""
 
-    def __init__(self, base: Path, size: int = 3) -> None:
+    def __init__(self, base: Path, size: int = 3, *, tags: list[list[str]] | None = None) -> None:
+        """`tags`: each server's server_tags (JetStream placement), in server order."""
+        self.tags = tags or [[] for _ in range(size)]
         self.ports = [free_port() for _ in range(size)]
         self.cluster_ports = [free_port() for _ in range(size)]
         self.monitor_ports = [free_port() for _ in range(size)]
@@ -107,8 +109,12 @@ class NatsCluster:
         routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.cluster_ports)
         store = self.base / f"n{i}"
         store.mkdir(parents=True, exist_ok=True)
+        config = self.base / f"n{i}.conf"  # server tags have no command-line flag
+        config.write_text(f"server_tags: {json.dumps(self.tags[i])}\n")
         return [
             find_nats_server(),
+            "-c",
+            str(config),
             "-js",
             "-a",
             "127.0.0.1",

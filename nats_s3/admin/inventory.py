@@ -14,6 +14,8 @@ from typing import Any
 from ..store.collector import STATUS_KEY
 from ..store.multipart import MultipartStore
 from ..store.nats_store import NatsStore
+from ..store.quotas import Quota
+from .report import human_size
 
 
 async def usage(
@@ -26,8 +28,10 @@ async def usage(
     took = time.monotonic() - began
     if progress is not None and took > 1.0:
         progress(f"{bucket}: {len(index):,} objects indexed in {took:.1f}s")
+    quota = store.configs.get(bucket).quota
     return {
         "bucket": bucket,
+        "quota": quota.model_dump() if quota is not None else None,
         "bytes": int(state.get("bytes") or 0),
         "objects": len(index),
         "delete_markers": len(index.markers),
@@ -50,14 +54,69 @@ async def bucket_info(
         "created": config.created or info.get("created"),
         "owner": config.owner or None,
         "versioning": config.versioning_state.value,
+        "quota": config.quota.model_dump() if config.quota is not None else None,
         "replicas": int(stream_config.get("num_replicas") or 1),
         "placement": stream_config.get("placement"),
         "cluster": cluster.get("name"),
         "leader": cluster.get("leader"),
         "servers": [s for s in [cluster.get("leader"), *replicas] if s],
-        "max_bytes": int(stream_config.get("max_bytes") or -1),
+        "region": config.region,
+        "stream_max_bytes": int(stream_config.get("max_bytes") or -1),
         "usage": await usage(store, uploads, bucket, progress),
     }
+
+
+async def total_usage(
+    store: NatsStore, uploads: MultipartStore, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    rows = [await usage(store, uploads, b.name, progress) for b in await store.list_buckets()]
+    owners: dict[str, int] = {}
+    for row in rows:
+        owner = store.configs.get(row["bucket"]).owner
+        if owner:
+            owners[owner] = owners.get(owner, 0) + row["bytes"]
+    limits = await store.owner_quotas.all()
+    return {
+        "buckets": rows,
+        "owners": [
+            {"owner": o, "bytes": owners.get(o, 0), "max_bytes": limits.get(o)} for o in sorted({*owners, *limits})
+        ],
+        "total": {
+            "bytes": sum(r["bytes"] for r in rows),
+            "objects": sum(r["objects"] for r in rows),
+            "uploads_in_progress": sum(r["uploads_in_progress"] for r in rows),
+        },
+    }
+
+
+def describe_quota(quota: Quota | None) -> str:
+    if quota is None:
+        return "no quota"
+    parts = []
+    if quota.max_bytes:
+        parts.append(f"{human_size(quota.max_bytes)} ({quota.max_bytes} bytes)")
+    if quota.max_objects:
+        parts.append(f"{quota.max_objects} objects")
+    return ", ".join(parts)
+
+
+def info_fields(found: dict[str, Any]) -> list[tuple[str, object]]:
+    """`bucket info` for people: one line per fact."""
+    use = found["usage"]
+    quota = Quota.model_validate(found["quota"]) if found.get("quota") else None
+    used = use["bytes"]
+    share = f" ({100 * used / quota.max_bytes:.1f}% of quota)" if quota is not None and quota.max_bytes else ""
+    return [
+        ("bucket", found["bucket"]), ("stream", found["stream"]), ("created", found["created"]),
+        ("owner", found["owner"]), ("versioning", found["versioning"]),
+        ("quota", describe_quota(quota)),
+        ("size", f"{human_size(used)} ({used} bytes){share}"),
+        ("objects", use["objects"]), ("delete markers", use["delete_markers"]),
+        ("uploads in progress", use["uploads_in_progress"]),
+        ("region", found["region"]), ("replicas", found["replicas"]), ("placement", found["placement"]),
+        ("cluster", found["cluster"]), ("leader", found["leader"]),
+        ("servers", ", ".join(found["servers"]) or None),
+    ]  # fmt: skip
 
 
 async def collector_status(store: NatsStore) -> dict[str, Any] | None:

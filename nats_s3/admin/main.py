@@ -1,37 +1,56 @@
 """`nats-s3 admin [connection flags] [--json] COMMAND`: parse, connect to NATS, run one command, print.
 
 Exit codes: 0 done; 1 NATS unreachable or refusing; 2 bad usage; 3 not found (a bucket, or no collector
-pass recorded yet); 4 a credentials file that does not load."""
+pass recorded yet); 4 a credentials file that does not load; 5 refused (a bucket not empty, one that
+exists already, a placement NATS cannot meet)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 import nats.errors
 
 from ..auth.credentials import CredentialsError, load_credentials
-from ..cli import FLAGS, _Parser, add_flags, settings_of
+from ..cli import FLAGS, _Parser, add_flags, parse_size, settings_of
 from ..embedded import URL_FILE
 from ..nats_auth import nats_auth_options
 from ..settings import Settings
-from ..store.errors import BucketNotFound, StoreUnavailable
+from ..store import naming
+from ..store.errors import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    BucketNotFound,
+    InvalidPlacement,
+    StoreUnavailable,
+)
 from ..store.multipart import MultipartStore
 from ..store.nats_store import NatsStore
+from ..store.placement import PlacementError, load_placement_map
+from ..store.quotas import Quota
 from . import inventory, report
 
-EXIT_OK, EXIT_NATS, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_BAD_CREDENTIALS = 0, 1, 2, 3, 4
-_CONNECTION = {"natsServers", "natsUser", "natsPassword", "natsToken", "natsNKeyFile", "natsCredsFile"}
+EXIT_OK, EXIT_NATS, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_BAD_CREDENTIALS, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
+_CONNECTION = {"natsServers", "natsUser", "natsPassword", "natsToken", "natsNKeyFile", "natsCredsFile", "placement"}
 CONNECTION_FLAGS = [f for f in FLAGS if f.name in _CONNECTION]
 CONNECT_TIMEOUT = 5.0
 
 
 class UsageError(Exception):
     pass
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bucket = commands.add_parser("bucket", help="buckets").add_subparsers(dest="action", required=True)
     bucket.add_parser("list", help="every bucket, with its usage")
-    info = bucket.add_parser("info", help="one bucket: owner, versioning, replicas, placement, usage")
+    info = bucket.add_parser("info", help="one bucket: owner, versioning, quota, usage, placement, replication")
     info.add_argument("bucket")
+    create = bucket.add_parser("create", help="create a bucket (as CreateBucket does)")
+    create.add_argument("bucket")
+    create.add_argument("--region", help="a region of the placement map (--placement): where its stream goes")
+    create.add_argument("--owner", default="", help="canonical user id of its owner (default: none)")
+    create.add_argument("--owner-access-key", help="owner given by access key (its derived canonical id)")
+    delete = bucket.add_parser("delete", help="delete an empty bucket (as DeleteBucket does)")
+    delete.add_argument("bucket")
+    quota = bucket.add_parser("quota", help="set or remove a bucket's quota")
+    quota.add_argument("bucket")
+    quota.add_argument("--max-bytes", type=_size, required=True, metavar="SIZE", help="e.g. 10GiB; 0 removes it")
+    quota.add_argument("--max-objects", type=int, default=0, metavar="N", help="live objects (default 0: no limit)")
+    owner = commands.add_parser("owner", help="owners").add_subparsers(dest="action", required=True)
+    owner_quota = owner.add_parser("quota", help="set or remove the quota of all buckets one owner has")
+    owner_quota.add_argument("owner", nargs="?", default=None, help="canonical user id")
+    owner_quota.add_argument("--access-key", help="the owner given by access key (its derived canonical id)")
+    owner_quota.add_argument("--max-bytes", type=_size, required=True, metavar="SIZE", help="0 removes it")
     commands.add_parser("usage", help="bytes, objects and uploads in progress per bucket, and in total")
     gc = commands.add_parser("gc", help="the collector").add_subparsers(dest="action", required=True)
     gc.add_parser("status", help="the collector leader's last pass")
@@ -72,8 +107,169 @@ def _progress(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
-async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    servers = _servers(settings, args.data_dir)
+def _derived_owner(access_key: str) -> str:
+    # As auth/principals.py derives it for a credential without a userId.
+    return hashlib.sha256(access_key.encode()).hexdigest()
+
+
+@dataclass
+class Admin:
+    """What a command works with: the store over the admin's own NATS connection, and the arguments."""
+
+    store: NatsStore
+    uploads: MultipartStore
+    args: argparse.Namespace
+
+    def out(self, value: object, human: Callable[[], object]) -> None:
+        if self.args.json:
+            report.as_json(value)
+        else:
+            human()
+
+
+async def bucket_list(a: Admin) -> int:
+    rows = []
+    for b in await a.store.list_buckets():
+        rows.append({**await inventory.usage(a.store, a.uploads, b.name, _progress), "created": b.created.isoformat()})
+    a.out(
+        rows,
+        lambda: report.table(
+            ["BUCKET", "CREATED", "OBJECTS", "SIZE", "QUOTA", "UPLOADS"],
+            [
+                [
+                    r["bucket"],
+                    r["created"][:19],
+                    r["objects"],
+                    report.human_size(r["bytes"]),
+                    report.human_size(r["quota"]["max_bytes"]) if r["quota"] else None,
+                    r["uploads_in_progress"],
+                ]
+                for r in rows
+            ],
+        ),
+    )
+    return EXIT_OK
+
+
+async def bucket_info(a: Admin) -> int:
+    found = await inventory.bucket_info(a.store, a.uploads, a.args.bucket, _progress)
+    a.out(found, lambda: report.fields(inventory.info_fields(found)))
+    return EXIT_OK
+
+
+async def bucket_create(a: Admin) -> int:
+    bucket = a.args.bucket
+    if not naming.is_valid_bucket_name(bucket):
+        raise UsageError(f"{bucket!r} is not a valid S3 bucket name")
+    owner = _derived_owner(a.args.owner_access_key) if a.args.owner_access_key else a.args.owner
+    try:
+        created = await a.store.create_bucket(bucket, owner, a.args.region)
+    except BucketAlreadyExists:
+        sys.stderr.write(f"nats-s3 admin: bucket {bucket} exists already\n")
+        return EXIT_REFUSED
+    except InvalidPlacement as exc:
+        sys.stderr.write(f"nats-s3 admin: {exc}\n")
+        return EXIT_REFUSED
+    result = {"bucket": bucket, "created": created.created.isoformat(), "region": a.args.region, "owner": owner}
+    a.out(result, lambda: sys.stdout.write(f"created {bucket}\n"))
+    return EXIT_OK
+
+
+async def bucket_delete(a: Admin) -> int:
+    bucket = a.args.bucket
+    try:
+        await a.store.delete_bucket(bucket)
+    except BucketNotEmpty:
+        sys.stderr.write(f"nats-s3 admin: bucket {bucket} is not empty (delete its objects and versions first)\n")
+        return EXIT_REFUSED
+    a.out({"bucket": bucket, "deleted": True}, lambda: sys.stdout.write(f"deleted {bucket}\n"))
+    return EXIT_OK
+
+
+async def bucket_quota(a: Admin) -> int:
+    if a.args.max_objects < 0:
+        raise UsageError("--max-objects must be 0 or more")
+    quota = Quota(max_bytes=a.args.max_bytes, max_objects=a.args.max_objects)
+    config = await a.store.set_quota(a.args.bucket, quota)
+    shown = config.quota.model_dump() if config.quota else None
+    a.out(
+        {"bucket": a.args.bucket, "quota": shown},
+        lambda: sys.stdout.write(f"{a.args.bucket}: {inventory.describe_quota(config.quota)}\n"),
+    )
+    return EXIT_OK
+
+
+async def owner_quota(a: Admin) -> int:
+    if (a.args.owner is None) == (a.args.access_key is None):
+        raise UsageError("name the owner by canonical user id or by --access-key, one of them")
+    owner = a.args.owner if a.args.owner is not None else _derived_owner(a.args.access_key)
+    await a.store.owner_quotas.set(owner, a.args.max_bytes)
+    shown = a.args.max_bytes or None
+    a.out(
+        {"owner": owner, "max_bytes": shown},
+        lambda: sys.stdout.write(f"owner {owner}: {report.human_size(shown) if shown else 'no quota'}\n"),
+    )
+    return EXIT_OK
+
+
+async def usage(a: Admin) -> int:
+    found = await inventory.total_usage(a.store, a.uploads, _progress)
+    rows, total = found["buckets"], found["total"]
+    a.out(
+        found,
+        lambda: report.table(
+            ["BUCKET", "OBJECTS", "SIZE", "QUOTA", "UPLOADS"],
+            [
+                [
+                    r["bucket"],
+                    r["objects"],
+                    report.human_size(r["bytes"]),
+                    report.human_size(r["quota"]["max_bytes"]) if r["quota"] else None,
+                    r["uploads_in_progress"],
+                ]
+                for r in rows
+            ]
+            + [["TOTAL", total["objects"], report.human_size(total["bytes"]), None, total["uploads_in_progress"]]],
+        ),
+    )
+    return EXIT_OK
+
+
+async def gc_status(a: Admin) -> int:
+    status = await inventory.collector_status(a.store)
+    if status is None:
+        sys.stderr.write("nats-s3 admin: no collector pass recorded yet (is a gateway running?)\n")
+        return EXIT_NOT_FOUND
+    blocked = status.get("blocked") or {}
+    a.out(
+        status,
+        lambda: report.fields([
+            ("leader", status.get("holder")), ("last pass", status.get("finished_at")),
+            ("took", f"{status.get('seconds')} s"), ("buckets", status.get("buckets")),
+            ("behind", status.get("behind")), ("grace", f"{status.get('grace_seconds')} s"),
+            ("passes", status.get("passes")), ("freed subjects", status.get("freed_subjects")),
+            ("settled claims", status.get("settled_claims")),
+            ("expired uploads", status.get("expired_uploads")),
+            ("renewed snapshots", status.get("renewed_snapshots")),
+            ("blocked", ", ".join(f"{b}: {why}" for b, why in blocked.items()) or "none"),
+        ]),
+    )  # fmt: skip
+    return EXIT_OK
+
+
+COMMANDS: dict[tuple[str, str | None], Callable[[Admin], Awaitable[int]]] = {
+    ("bucket", "list"): bucket_list,
+    ("bucket", "info"): bucket_info,
+    ("bucket", "create"): bucket_create,
+    ("bucket", "delete"): bucket_delete,
+    ("bucket", "quota"): bucket_quota,
+    ("owner", "quota"): owner_quota,
+    ("usage", None): usage,
+    ("gc", "status"): gc_status,
+}
+
+
+async def _connect(servers: list[str], settings: Settings) -> nats.NATS:
     errors: list[BaseException] = []
 
     async def on_error(exc: BaseException) -> None:
@@ -81,7 +277,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         # nats-py keeps trying a refused first connect even without reconnects: the deadline is ours.
-        nc = await asyncio.wait_for(
+        return await asyncio.wait_for(
             nats.connect(
                 servers=servers,
                 name="nats-s3-admin",
@@ -94,87 +290,28 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             CONNECT_TIMEOUT,
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        why = errors[-1] if errors else exc
-        sys.stderr.write(f"nats-s3 admin: NATS at {','.join(servers)} not reached: {why!r}\n")
+        raise ConnectionError(repr(errors[-1] if errors else exc)) from None
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    servers = _servers(settings, args.data_dir)
+    try:
+        placements = load_placement_map(settings.placement_file) if settings.placement_file else None
+    except PlacementError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        nc = await _connect(servers, settings)
+    except ConnectionError as exc:
+        sys.stderr.write(f"nats-s3 admin: NATS at {','.join(servers)} not reached: {exc}\n")
         return EXIT_NATS
-    store = NatsStore(nc, replicas=settings.nats_replicas)
+    store = NatsStore(nc, replicas=settings.nats_replicas, placements=placements)
     uploads = MultipartStore(store)
+    command = COMMANDS[(args.command, getattr(args, "action", None))]
     try:
         await store.start()
-        if args.command == "bucket" and args.action == "list":
-            rows = []
-            for b in await store.list_buckets():
-                rows.append(
-                    {**await inventory.usage(store, uploads, b.name, _progress), "created": b.created.isoformat()}
-                )
-            if args.json:
-                report.as_json(rows)
-            else:
-                report.table(
-                    ["BUCKET", "CREATED", "OBJECTS", "SIZE", "UPLOADS"],
-                    [
-                        [
-                            r["bucket"],
-                            r["created"][:19],
-                            r["objects"],
-                            report.human_size(r["bytes"]),
-                            r["uploads_in_progress"],
-                        ]
-                        for r in rows
-                    ],
-                )
-        elif args.command == "bucket" and args.action == "info":
-            found = await inventory.bucket_info(store, uploads, args.bucket, _progress)
-            if args.json:
-                report.as_json(found)
-            else:
-                use = found["usage"]
-                report.fields([
-                    ("bucket", found["bucket"]), ("stream", found["stream"]), ("created", found["created"]),
-                    ("owner", found["owner"]), ("versioning", found["versioning"]),
-                    ("replicas", found["replicas"]), ("placement", found["placement"]),
-                    ("cluster", found["cluster"]), ("leader", found["leader"]),
-                    ("servers", ", ".join(found["servers"]) or None),
-                    ("objects", use["objects"]), ("delete markers", use["delete_markers"]),
-                    ("size", f"{report.human_size(use['bytes'])} ({use['bytes']} bytes)"),
-                    ("uploads in progress", use["uploads_in_progress"]),
-                ])  # fmt: skip
-        elif args.command == "usage":
-            rows = [await inventory.usage(store, uploads, b.name, _progress) for b in await store.list_buckets()]
-            total = {
-                "bytes": sum(r["bytes"] for r in rows),
-                "objects": sum(r["objects"] for r in rows),
-                "uploads_in_progress": sum(r["uploads_in_progress"] for r in rows),
-            }
-            if args.json:
-                report.as_json({"buckets": rows, "total": total})
-            else:
-                report.table(
-                    ["BUCKET", "OBJECTS", "SIZE", "UPLOADS"],
-                    [[r["bucket"], r["objects"], report.human_size(r["bytes"]), r["uploads_in_progress"]] for r in rows]
-                    + [["TOTAL", total["objects"], report.human_size(total["bytes"]), total["uploads_in_progress"]]],
-                )
-        elif args.command == "gc" and args.action == "status":
-            status = await inventory.collector_status(store)
-            if status is None:
-                sys.stderr.write("nats-s3 admin: no collector pass recorded yet (is a gateway running?)\n")
-                return EXIT_NOT_FOUND
-            if args.json:
-                report.as_json(status)
-            else:
-                blocked = status.get("blocked") or {}
-                report.fields([
-                    ("leader", status.get("holder")), ("last pass", status.get("finished_at")),
-                    ("took", f"{status.get('seconds')} s"), ("buckets", status.get("buckets")),
-                    ("behind", status.get("behind")), ("grace", f"{status.get('grace_seconds')} s"),
-                    ("passes", status.get("passes")), ("freed subjects", status.get("freed_subjects")),
-                    ("settled claims", status.get("settled_claims")),
-                    ("expired uploads", status.get("expired_uploads")),
-                    ("renewed snapshots", status.get("renewed_snapshots")),
-                    ("blocked", ", ".join(f"{b}: {why}" for b, why in blocked.items()) or "none"),
-                ])  # fmt: skip
+        code = await command(Admin(store, uploads, args))
         await store.index.wait_saves()
-        return EXIT_OK
+        return code
     except BucketNotFound as exc:
         sys.stderr.write(f"nats-s3 admin: no such bucket: {exc}\n")
         return EXIT_NOT_FOUND

@@ -114,6 +114,12 @@ class UploadBody:
         self.received = 0
 
     @property
+    def size(self) -> int | None:
+        """The decoded body's length, where the request says it (Content-Length, or aws-chunked's
+        x-amz-decoded-content-length)."""
+        return self._decoded_length if self._decoded_length is not None else self._content_length
+
+    @property
     def needs_sha256(self) -> bool:
         """Whether `before_commit` looks at the body's SHA-256: a signed payload, or a SHA256 checksum."""
         return self._expected_sha256 is not None or self._algorithm == "SHA256"

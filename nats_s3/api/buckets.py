@@ -75,7 +75,6 @@ def _decode_token(token: str) -> str:
 async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
     limit = _max_buckets(ctx)
     prefix = ctx.query.get("prefix", "")
-    region = services.settings.region
     token = ctx.query.get("continuation-token")
     after = _decode_token(token) if token else None
     wanted_region = ctx.query.get("bucket-region")
@@ -84,14 +83,16 @@ async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
     if services.principals.multi_user and principal is not None and not principal.admin:
         configs = services.store.configs
         buckets = [b for b in buckets if configs.get(b.name).owner == principal.user_id]
-    if wanted_region is not None and wanted_region != region:
-        buckets = []
+    region_of = {b.name: bucket_region(services, b.name) for b in buckets}
+    if wanted_region is not None:
+        buckets = [b for b in buckets if region_of[b.name] == wanted_region]
     chosen = [b for b in buckets if b.name.startswith(prefix) and (after is None or b.name > after)]
     more = limit is not None and len(chosen) > limit
     if limit is not None:
         chosen = chosen[:limit]
     entries: list[XmlChild] = [
-        ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created)), ("BucketRegion", region)]) for b in chosen
+        ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created)), ("BucketRegion", region_of[b.name])])
+        for b in chosen
     ]
     assert principal is not None  # an anonymous ListBuckets was refused
     items: list[XmlChild] = [("Owner", owner_items(principal)), ("Buckets", entries)]
@@ -102,27 +103,50 @@ async def list_buckets(services: Services, ctx: S3Context) -> web.Response:
     return ctx.xml("ListAllMyBucketsResult", items)
 
 
+def _placed_region(services: Services, constraint: str) -> str | None:
+    """The placement-map region a LocationConstraint names; None for the gateway's own region (default
+    placement) or none at all. Another region is refused: unknown to the map, or (with no map) not this
+    gateway's, as S3 refuses a constraint sent to another region's endpoint."""
+    region = services.settings.region
+    if constraint in services.store.placements:
+        return constraint
+    if constraint == "us-east-1" and region == "us-east-1":
+        # S3 names us-east-1 by the absence of a constraint; naming it is refused there.
+        raise S3Error("InvalidLocationConstraint", extra={"LocationConstraint": constraint[:64]})
+    if not constraint or constraint == region:
+        return None
+    if services.store.placements:
+        raise S3Error(
+            "InvalidLocationConstraint",
+            f"The specified location-constraint is not valid: {constraint[:64]} is not a region of this "
+            f"gateway's placement map ({', '.join(sorted(services.store.placements))}).",
+            extra={"LocationConstraint": constraint[:64]},
+        )
+    raise S3Error(
+        "IllegalLocationConstraintException",
+        f"The {constraint[:64]} location constraint is incompatible for the region specific endpoint "
+        f"this request was sent to ({region}).",
+    )
+
+
+def bucket_region(services: Services, bucket: str) -> str:
+    """The region a bucket answers: the one it was placed in, else the gateway's."""
+    config = services.store.configs.cached(bucket)
+    return (config.region if config is not None else None) or services.settings.region
+
+
 async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
     _check_name(ctx.bucket)
     region = services.settings.region
     canned = canned_acl(ctx.headers)
     body = await read_request_xml(ctx, MAX_CONFIG_BYTES)
+    placed: str | None = None
     if body.strip():
         root = parse_xml(body)
         if local_name(root) != "CreateBucketConfiguration":
             raise S3Error("MalformedXML")
         constraint = (child_text(root, "LocationConstraint") or "").strip()
-        # A constraint names the region the bucket is for; this gateway is one region (placement by
-        # region comes with placement maps).
-        if constraint == "us-east-1" and region == "us-east-1":
-            # S3 names us-east-1 by the absence of a constraint; naming it is refused there.
-            raise S3Error("InvalidLocationConstraint", extra={"LocationConstraint": constraint[:64]})
-        if constraint and constraint != region:
-            raise S3Error(
-                "IllegalLocationConstraintException",
-                f"The {constraint[:64]} location constraint is incompatible for the region specific endpoint "
-                f"this request was sent to ({region}).",
-            )
+        placed = _placed_region(services, constraint)
     ownership = (
         parse_ownership(ctx.headers["x-amz-object-ownership"]) if "x-amz-object-ownership" in ctx.headers else None
     )
@@ -131,7 +155,7 @@ async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
     if ownership is not None:
         check_ownership_allowed(canned or "private", owner, ownership)
     try:
-        await services.store.create_bucket(ctx.bucket, owner)
+        await services.store.create_bucket(ctx.bucket, owner, placed)
     except store_errors.BucketAlreadyExists:
         existing = services.store.configs.get(ctx.bucket).owner
         if services.principals.multi_user and existing != owner:
@@ -152,7 +176,7 @@ async def create_bucket(services: Services, ctx: S3Context) -> web.Response:
 
 async def head_bucket(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-    return ctx.empty(headers={"x-amz-bucket-region": services.settings.region})
+    return ctx.empty(headers={"x-amz-bucket-region": bucket_region(services, ctx.bucket)})
 
 
 async def delete_bucket(services: Services, ctx: S3Context) -> web.Response:
@@ -162,7 +186,7 @@ async def delete_bucket(services: Services, ctx: S3Context) -> web.Response:
 
 async def get_bucket_location(services: Services, ctx: S3Context) -> web.Response:
     await services.store.head_bucket(ctx.bucket)
-    region = services.settings.region
+    region = bucket_region(services, ctx.bucket)
     # S3 answers an empty constraint for us-east-1 (SDKs map it back), the region's name elsewhere.
     text = "" if region == "us-east-1" else escape_text(region)
     body = f'{XML_DECLARATION}<LocationConstraint xmlns="{S3_NS}">{text}</LocationConstraint>'

@@ -107,6 +107,7 @@ async def upload_part(services: Services, ctx: S3Context) -> web.Response:
         body.stream(),
         _checksum_value(body.before_commit),
         sha256=body.needs_sha256,
+        size=body.size,
     )
     headers = {"ETag": f'"{part.etag}"'}
     if upload.checksum_algorithm and part.checksum:
@@ -145,6 +146,7 @@ async def _upload_part_copy(services: Services, ctx: S3Context, number: int, upl
         copy_source(services.store.read_object(source, start, end), hasher),
         before_commit,
         sha256=False,  # the part's checksum, if any, comes from `hasher`
+        size=end - start + 1,
     )
     items: list[XmlChild] = [("ETag", f'"{part.etag}"'), ("LastModified", part.last_modified[:23] + "Z")]
     items += _checksum_items(upload.checksum_algorithm, part.checksum)

@@ -99,7 +99,7 @@ async def put_object(services: Services, ctx: S3Context) -> web.Response:
     settings = services.settings
     body = UploadBody(ctx.request, ctx.headers, ctx.auth, settings.http_read_timeout or settings.http_idle_timeout)
     info = await services.store.put_object(
-        ctx.bucket, ctx.key, body.stream(), meta, before_commit=body.before_commit, condition=condition
+        ctx.bucket, ctx.key, body.stream(), meta, before_commit=body.before_commit, condition=condition, size=body.size
     )
     headers = {"ETag": f'"{info.etag}"', **new_version_headers(info)}
     if info.checksum is not None:
@@ -394,6 +394,7 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
         meta,
         before_commit=before_commit,
         condition=write_condition(ctx),
+        size=source.size,
     )
     items: list[XmlChild] = [("LastModified", iso8601(info.last_modified)), ("ETag", f'"{info.etag}"')]
     if info.checksum is not None:

@@ -18,7 +18,11 @@ log = logging.getLogger("nats_s3.metrics")
 disable_created_metrics()
 
 # Families that describe NATS, not the process reporting them: with several workers, given once.
-SHARED_FAMILIES = frozenset({"nats_s3_bucket_bytes", "nats_s3_multipart_uploads_in_progress"})
+SHARED_FAMILIES = frozenset({
+    "nats_s3_bucket_bytes", "nats_s3_multipart_uploads_in_progress", "nats_s3_bucket_uploads_in_progress",
+    "nats_s3_bucket_quota_bytes", "nats_s3_bucket_quota_objects", "nats_s3_storage_bytes",
+    "nats_s3_storage_quota_bytes",
+})  # fmt: skip
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -30,6 +34,9 @@ class StorageSnapshot:
         self.bucket_bytes: dict[str, int] = {}
         self.bucket_objects: dict[str, int] = {}
         self.uploads_in_progress: int | None = None
+        self.bucket_uploads: dict[str, int] = {}
+        self.bucket_quotas: dict[str, tuple[int, int]] = {}  # (max bytes, max objects), 0: none
+        self.total_quota_bytes = 0
         self.updated = 0.0
 
 
@@ -53,6 +60,32 @@ class _StorageCollector(Collector):
         for bucket, value in sorted(snap.bucket_objects.items()):
             objects.add_metric([bucket], value)
         yield objects
+        uploads = GaugeMetricFamily(
+            "nats_s3_bucket_uploads_in_progress", "Multipart uploads in progress in the bucket.", labels=["bucket"]
+        )
+        for bucket in sorted(snap.bucket_bytes):
+            uploads.add_metric([bucket], snap.bucket_uploads.get(bucket, 0))
+        yield uploads
+        quota_bytes = GaugeMetricFamily(
+            "nats_s3_bucket_quota_bytes", "The bucket's byte quota, for buckets that have one.", labels=["bucket"]
+        )
+        quota_objects = GaugeMetricFamily(
+            "nats_s3_bucket_quota_objects", "The bucket's object quota, for buckets that have one.", labels=["bucket"]
+        )
+        for bucket, (max_bytes, max_objects) in sorted(snap.bucket_quotas.items()):
+            if max_bytes:
+                quota_bytes.add_metric([bucket], max_bytes)
+            if max_objects:
+                quota_objects.add_metric([bucket], max_objects)
+        yield quota_bytes
+        yield quota_objects
+        yield GaugeMetricFamily(
+            "nats_s3_storage_bytes", "Bytes all buckets' streams hold.", value=sum(snap.bucket_bytes.values())
+        )
+        if snap.total_quota_bytes:
+            yield GaugeMetricFamily(
+                "nats_s3_storage_quota_bytes", "The total quota (--quota.total).", value=snap.total_quota_bytes
+            )
         if snap.uploads_in_progress is not None:
             yield GaugeMetricFamily(
                 "nats_s3_multipart_uploads_in_progress",

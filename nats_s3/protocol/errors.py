@@ -76,6 +76,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
         "The location constraint is incompatible for the region specific endpoint this request was sent to.",
     ),
     "InvalidLocationConstraint": (400, "The specified location-constraint is not valid"),
+    "QuotaExceeded": (403, "The bucket's storage quota is reached."),
     "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
     "MalformedPolicy": (400, "Policies must be valid JSON and the first byte must be '{'"),
     "NoSuchBucketPolicy": (404, "The bucket policy does not exist"),

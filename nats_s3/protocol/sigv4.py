@@ -171,9 +171,13 @@ class SigV4Verifier:
         max_presign_expires: int = 604800,
         require_signed_amz_headers: bool = True,
         region: str | None = None,
+        other_regions: frozenset[str] = frozenset(),
     ) -> None:
-        """`region`: the only region a scope may name (None: any, for tools that verify offline)."""
+        """`region`: the region a scope must name (None: any, for tools that verify offline);
+        `other_regions`: others it may name as well (the placement map's: a bucket placed in a region
+        answers that region, and SDKs then sign for it)."""
         self._region = region
+        self._regions = frozenset({region, *other_regions}) if region is not None else frozenset()
         self._secrets = secrets
         self._clock = clock
         self._max_skew = max_skew
@@ -303,7 +307,7 @@ class SigV4Verifier:
 
     def _check_region(self, cred: _Credential, error: Callable[[str], S3Error]) -> None:
         """A scope for another region is refused with the region to use, which SDKs redirect on."""
-        if self._region is not None and cred.region != self._region:
+        if self._region is not None and cred.region not in self._regions:
             err = error(f"the region '{cred.region[:64]}' is wrong; expecting '{self._region}'")
             err.extra["Region"] = self._region
             raise err

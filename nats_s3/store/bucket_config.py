@@ -25,6 +25,7 @@ from . import naming
 from .errors import StoreUnavailable
 from .models import format_mtime
 from .publisher import Publisher
+from .quotas import Quota
 from .records import KvRecords, RecordConflict
 from .versions import Versioning
 
@@ -51,6 +52,8 @@ class BucketConfig(BaseModel):
     policy: str | None = None  # the bucket policy as it was put (auth/policy.py)
     ownership: str | None = None  # ObjectOwnership of the ownership controls; None: none set
     public_access_block: dict[str, bool] | None = None  # BlockPublicAcls, ...; None: none set
+    quota: Quota | None = None  # store/quotas.py; None: no quota
+    region: str | None = None  # the LocationConstraint it was created with (placement map); None: none
 
     @property
     def acls_enabled(self) -> bool:
@@ -140,9 +143,9 @@ class BucketConfigs:
             await self.records.create(_record_key(bucket), config.model_dump_json().encode())
             self._cache.setdefault(naming.nats_bucket(bucket), config)
 
-    async def create(self, bucket: str, created: datetime, owner: str = "") -> None:
+    async def create(self, bucket: str, created: datetime, owner: str = "", region: str | None = None) -> None:
         """A new bucket's record, replacing whatever a deleted bucket of that name left."""
-        config = BucketConfig(name=bucket, created=format_mtime(created.astimezone(UTC)), owner=owner)
+        config = BucketConfig(name=bucket, created=format_mtime(created.astimezone(UTC)), owner=owner, region=region)
         key = _record_key(bucket)
         for _ in range(CAS_RETRIES):
             revision = await self.records.last_revision(key)

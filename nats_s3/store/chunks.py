@@ -19,6 +19,7 @@ from .errors import BucketBusy, BucketNotFound, CorruptObject, StoreUnavailable
 from .fence import ERR_MESSAGE_TOO_BIG
 from .jsapi import API_PREFIX
 from .publisher import NoStream, PendingAck, PubAck, Publisher, PublishRejected
+from .quotas import refusal
 from .replies import replies_for
 
 ACK_TIMEOUT = 30.0
@@ -161,6 +162,8 @@ class ChunkWriter:
         except PublishRejected as exc:
             if exc.err_code == ERR_MESSAGE_TOO_BIG:
                 raise BucketBusy(self._stream) from exc
+            if (full := refusal(exc.err_code, exc.description, self._stream)) is not None:
+                raise full from exc
             raise StoreUnavailable(f"chunk refused: {exc.description}") from exc
         except NoStream as exc:
             raise BucketNotFound(self._stream) from exc

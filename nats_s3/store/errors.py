@@ -81,3 +81,11 @@ class InvalidPart(StoreError):
 
 class PartTooSmall(StoreError):
     """A part other than the last is smaller than the S3 minimum (5 MiB)."""
+
+
+class QuotaExceeded(StoreError):
+    """A write would take a bucket, an owner or the gateway past a storage quota (the message says which)."""
+
+
+class InvalidPlacement(StoreError):
+    """A bucket's placement names a region the placement map does not have, or NATS cannot place it."""

@@ -54,7 +54,7 @@ from .models import (
 )
 from .nats_store import NatsStore
 from .records import RecordConflict, Records
-from .versions import is_version, new_uid, s3_version_id
+from .versions import is_marker, is_version, new_uid, s3_version_id
 
 log = logging.getLogger("nats_s3.store.multipart")
 
@@ -231,14 +231,19 @@ class MultipartStore:
         before_commit: PartCommit,
         *,
         sha256: bool = True,
+        size: int | None = None,
     ) -> PartRecord:
         """Stream one part; re-uploading a part number replaces it (the old bytes go to the collector).
-        `sha256`: whether `before_commit` needs the part's SHA-256 (else its digest is empty)."""
+        `sha256`: whether `before_commit` needs the part's SHA-256 (else its digest is empty). `size`:
+        its length where known, checked against the quotas before a byte is read."""
         await self._open_upload(bucket, key, upload_id)
         records = self.records(bucket)
         owners = [part_owner(upload_id, number)]
         nuid = self.store.new_nuid()
-        async with self.store.claimed_while_writing(bucket, nuid, None, owners):
+        async with (
+            self.store.admitted(bucket, size, adds_object=False),
+            self.store.claimed_while_writing(bucket, nuid, None, owners),
+        ):
             written = await self.store.write_chunks(bucket, body, nuid=nuid, key=None, owners=owners, sha256=sha256)
             part, seq = await self._record_part(bucket, upload_id, number, nuid, written, before_commit)
         # An upload completed or aborted meanwhile did not take this part: say so, and drop its record.
@@ -367,15 +372,33 @@ class MultipartStore:
                 )
             except RecordConflict:
                 raise UploadBusy(upload_id) from None
-            doc = plan
-            parts_seen: list[PartRecord] | None = None
-        else:
-            if condition is not None:  # fail fast, before the upload is marked; the commit checks again
-                self.store.check_condition(await self.store.read_head(bucket, key), condition, key)
+            return await self._commit_plan(bucket, key, upload, revision, plan, None, condition)
+        async with contextlib.AsyncExitStack() as admission:
+            if condition is not None or self.store.quota_applies(bucket):
+                current = await self.store.read_head(bucket, key)
+                if condition is not None:  # fail fast, before the upload is marked; the commit checks again
+                    self.store.check_condition(current, condition, key)
+                # The parts' bytes are in the bucket already: only a new key (an object quota) or a
+                # byte quota lowered below the usage refuses it.
+                adds = current is None or not is_version(current.doc) or is_marker(current.doc)
+                await admission.enter_async_context(self.store.admitted(bucket, 0, adds_object=adds))
             marked = await self._mark_completing(bucket, key, upload_id, revision, upload, requested, finalize)
             revision, upload, doc, parts_seen = marked
+            return await self._commit_plan(bucket, key, upload, revision, doc, parts_seen, condition)
+
+    async def _commit_plan(
+        self,
+        bucket: str,
+        key: str,
+        upload: UploadRecord,
+        revision: int,
+        doc: StoredObjectInfo,
+        parts_seen: list[PartRecord] | None,
+        condition: WriteCondition | None,
+    ) -> ObjectInfo:
         if self.store.pauses.active:
             await self.store.pauses.reach("complete.marked")
+        upload_id = upload.upload_id
         chosen_parts = _plan_parts(doc, upload.plan_parts)
         head = await self.store.read_head(bucket, key)
         extra = {p.nuid: [part_owner(upload_id, number)] for number, p in chosen_parts}
@@ -537,6 +560,18 @@ class MultipartStore:
         where = upload_prefix(kv.prefix, bucket) if bucket is not None else f"{kv.prefix}mp.*."
         info = await self.store._api(f"STREAM.INFO.{kv.stream}", {"subjects_filter": f"{where}U.>"})
         return len((info.get("state") or {}).get("subjects") or {})
+
+    async def in_progress_by_bucket(self) -> dict[str, int]:
+        """Uploads in progress per bucket (S3 names), from one read of the KV's subjects."""
+        kv = self.store.configs.records
+        base = f"{kv.prefix}mp."
+        info = await self.store._api(f"STREAM.INFO.{kv.stream}", {"subjects_filter": f"{base}*.U.>"})
+        counts: dict[str, int] = {}
+        for subject in (info.get("state") or {}).get("subjects") or {}:
+            name = naming.s3_bucket(subject[len(base) :].partition(".")[0])
+            if name is not None:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     async def check_deletable(self, bucket: str) -> None:
         """Before its bucket goes: an upload being completed makes it BucketNotEmpty (an object is on

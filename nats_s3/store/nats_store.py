@@ -14,7 +14,7 @@ from nats.js import api as js_api
 from nats.nuid import NUID
 
 from . import naming
-from .bucket_config import BucketConfigs
+from .bucket_config import BucketConfig, BucketConfigs
 from .chunks import ChunkReader
 from .direct_reads import DirectReads, LastMessage, NotDirect
 from .errors import (
@@ -23,6 +23,7 @@ from .errors import (
     BucketNotEmpty,
     BucketNotFound,
     CorruptObject,
+    InvalidPlacement,
     LatestIsDeleteMarker,
     ObjectNotFound,
     StoreUnavailable,
@@ -34,13 +35,19 @@ from .index_snapshot import IndexSnapshots
 from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NAME_IN_USE, ERR_STREAM_NOT_FOUND, js_request
 from .list_index import ListIndex, ListPage, VersionPage
 from .models import BucketInfo, ObjectInfo, PartRef, parse_mtime
+from .owner_quotas import OwnerQuotas
 from .pauses import PausePoints
+from .placement import Placement
 from .publisher import Publisher
+from .quotas import Quota, QuotaEnforcer, stream_max_bytes
 from .read_cache import ReadCache
 from .versions import NULL, Versioning, is_marker, is_version, nullv_of, s3_version_id
 from .writes import DeleteResult, Head, VersionedWrites, info_of, live_in_history, parse_doc
 
 __all__ = ["DeleteResult", "Head", "NatsStore"]
+
+ERR_NO_PEERS = 10005  # "no suitable peers for placement"
+ERR_NO_PEERS_FOR = 10023  # "insufficient resources" where no server of the placement has room
 
 
 class NatsStore(VersionedWrites):
@@ -57,11 +64,15 @@ class NatsStore(VersionedWrites):
         claim_refresh: float = 600.0,
         index_snapshot_max_age: float = 1800.0,
         read_cache_bytes: int = 0,
+        total_quota_bytes: int = 0,
+        placements: dict[str, Placement] | None = None,
     ) -> None:
         """`claim_refresh`: how often a write in progress claims its chunks again; keep it well under
         the collector's grace period (a third of it, say). `index_snapshot_max_age`: the oldest listing
         index snapshot used, at most half the grace (index_snapshot.py says why); 0 uses none.
-        `read_cache_bytes`: how much the cache of small objects' bytes holds (store/read_cache.py); 0: none."""
+        `read_cache_bytes`: how much the cache of small objects' bytes holds (store/read_cache.py); 0: none.
+        `total_quota_bytes`: the most all buckets together may hold (0: no limit). `placements`: the
+        regions buckets may be created for, and where their streams go (store/placement.py)."""
         self.nc = nc
         self.js = nc.jetstream()
         self.publisher = Publisher(nc)
@@ -80,6 +91,16 @@ class NatsStore(VersionedWrites):
             else None
         )
         self.index = ListIndex(nc, self.js, snapshots)
+        self.placements = placements or {}
+        self.owner_quotas = OwnerQuotas(self.configs.records)
+        self.quotas = QuotaEnforcer(
+            total_max_bytes=total_quota_bytes,
+            bucket_bytes=self._stream_bytes,
+            all_bucket_bytes=self._all_stream_bytes,
+            live_objects=self._live_objects,
+            owner_of=lambda bucket: self.configs.get(bucket).owner,
+            owner_limit=self.owner_quotas.limit,
+        )
         self.pauses = PausePoints()
         # What else must agree before a bucket goes, and be forgotten once it went (multipart records).
         self.deletion_checks: list[Callable[[str], Awaitable[None]]] = []
@@ -112,8 +133,15 @@ class NatsStore(VersionedWrites):
 
     # ---- buckets ------------------------------------------------------------------------------
 
-    async def create_bucket(self, bucket: str, owner: str = "") -> BucketInfo:
-        """`owner`: the creating principal's canonical user id, kept in the bucket's configuration."""
+    async def create_bucket(self, bucket: str, owner: str = "", region: str | None = None) -> BucketInfo:
+        """`owner`: the creating principal's canonical user id, kept in the bucket's configuration.
+        `region`: a region of the placement map (InvalidPlacement otherwise), whose cluster, tags and
+        replicas the bucket's stream gets; None: `replicas` and the server's default placement."""
+        placement = None
+        if region is not None:
+            placement = self.placements.get(region)
+            if placement is None:
+                raise InvalidPlacement(f"{region} is not a region of the placement map")
         nb = naming.nats_bucket(bucket)
         stream = naming.stream_name(nb)
         # The server answers a create with an identical config by returning the existing stream.
@@ -125,20 +153,54 @@ class NatsStore(VersionedWrites):
             description=f"nats-s3 bucket {bucket}",
             subjects=naming.stream_subjects(nb),
             storage=js_api.StorageType.FILE,
-            num_replicas=self.replicas,
+            num_replicas=(placement.replicas if placement and placement.replicas else self.replicas),
             discard=js_api.DiscardPolicy.NEW,
             allow_rollup_hdrs=True,
             allow_direct=True,
-            metadata={"nats-s3.bucket": bucket},
+            metadata={"nats-s3.bucket": bucket, **({"nats-s3.region": region} if region else {})},
         )
-        resp = await self._api(f"STREAM.CREATE.{stream}", config.as_dict())
+        request = config.as_dict()
+        if placement is not None and (where := placement.stream_placement()) is not None:
+            request["placement"] = where
+        resp = await self._api(f"STREAM.CREATE.{stream}", request)
         if err := resp.get("error"):
             if err.get("err_code") == ERR_STREAM_NAME_IN_USE:
                 raise BucketAlreadyExists(bucket)
+            if placement is not None and err.get("err_code") in (ERR_NO_PEERS, ERR_NO_PEERS_FOR):
+                raise InvalidPlacement(f"NATS cannot place {region}: {err.get('description')}")
             raise StoreUnavailable(f"create stream {stream}: {err.get('description')}")
         info = BucketInfo(bucket, _parse_created(resp.get("created")))
-        await self.configs.create(bucket, info.created, owner)
+        await self.configs.create(bucket, info.created, owner, region)
         return info
+
+    async def set_quota(self, bucket: str, quota: Quota | None) -> BucketConfig:
+        """Set (None or unlimited: remove) the bucket's quota: its stream's max_bytes first, so that
+        the limit holds for every writer from the moment the configuration says so."""
+        if quota is not None and quota.unlimited:
+            quota = None
+        info = await self.stream_info(bucket)
+        config = info["config"]
+        wanted = stream_max_bytes(quota)
+        if int(config.get("max_bytes") or -1) != wanted:
+            resp = await self._api(f"STREAM.UPDATE.{config['name']}", {**config, "max_bytes": wanted})
+            if err := resp.get("error"):
+                if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+                    raise BucketNotFound(bucket)
+                raise StoreUnavailable(f"setting the limits of {config['name']}: {err.get('description')}")
+        if not self.configs.known(bucket):
+            await self.configs.adopt(bucket, _parse_created(info.get("created")))
+        updated = await self.configs.set_fields(bucket, quota=quota)
+        self.quotas.forget(bucket)
+        return updated
+
+    async def _stream_bytes(self, bucket: str) -> int:
+        return int(((await self.stream_info(bucket)).get("state") or {}).get("bytes") or 0)
+
+    async def _all_stream_bytes(self) -> dict[str, int]:
+        return {name: int((info.get("state") or {}).get("bytes") or 0) async for name, info in self._bucket_streams()}
+
+    async def _live_objects(self, bucket: str) -> int:
+        return len(await self.index.current(bucket))
 
     async def stream_info(self, bucket: str) -> dict[str, Any]:
         stream = naming.stream_name(naming.nats_bucket(bucket))

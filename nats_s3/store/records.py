@@ -21,6 +21,7 @@ from nats.js.client import JetStreamContext
 from .errors import BucketNotFound, StoreUnavailable
 from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, ERR_WRONG_LAST_SEQUENCE, js_request
 from .publisher import NoStream, Publisher, PublishRejected
+from .quotas import refusal
 
 SCAN_TIMEOUT = 30.0
 
@@ -86,6 +87,8 @@ class Records:
         except PublishRejected as exc:
             if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
                 raise RecordConflict(key) from exc
+            if (full := refusal(exc.err_code, exc.description, self.stream)) is not None:
+                raise full from exc
             raise StoreUnavailable(f"record {key}: {exc.description}") from exc
         except NoStream:
             raise self._missing() from None

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -62,8 +63,10 @@ from .models import (
     parse_mtime,
     to_object_info,
 )
+from .owner_quotas import OwnerQuotas
 from .pauses import PausePoints
 from .publisher import NoStream, PendingAck, Publisher, PublishRejected
+from .quotas import QuotaEnforcer, refusal
 from .versions import (
     META_GONE,
     META_MARKER,
@@ -169,6 +172,8 @@ class VersionedWrites:
     configs: BucketConfigs
     index: ListIndex
     pauses: PausePoints
+    quotas: QuotaEnforcer
+    owner_quotas: OwnerQuotas
     nuid: NUID
     chunk_size: int
     write_window: int
@@ -183,6 +188,24 @@ class VersionedWrites:
 
     async def ensure_ready(self, bucket: str) -> None:
         raise NotImplementedError
+
+    # ---- quotas -----------------------------------------------------------------------------
+
+    def quota_applies(self, bucket: str) -> bool:
+        config = self.configs.cached(bucket)
+        return (
+            (config is not None and config.quota is not None)
+            or bool(self.quotas.total_max_bytes)
+            or self.owner_quotas.maybe_any
+        )
+
+    def admitted(self, bucket: str, size: int | None, *, adds_object: bool) -> AbstractAsyncContextManager[None]:
+        """The quotas' admission of a write (store/quotas.py): QuotaExceeded, or its place held while it
+        runs. Costs nothing where no quota applies."""
+        if not self.quota_applies(bucket):
+            return contextlib.nullcontext()
+        config = self.configs.cached(bucket)
+        return self.quotas.admit(bucket, config.quota if config else None, size, adds_object=adds_object)
 
     # ---- chunks -----------------------------------------------------------------------------
 
@@ -283,6 +306,8 @@ class VersionedWrites:
             except PublishRejected as exc:
                 if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
                     return None
+                if (full := refusal(exc.err_code, exc.description, stream)) is not None:
+                    raise full from exc
                 # A DeleteBucket's fence (store/fence.py): wait for its outcome, then try again.
                 if exc.err_code == ERR_MESSAGE_TOO_BIG and (
                     await wait_unfenced(self.nc, stream) or not retried_unfenced
@@ -370,12 +395,14 @@ class VersionedWrites:
         *,
         before_commit: BeforeCommit | None = None,
         condition: WriteCondition | None = None,
+        size: int | None = None,
     ) -> ObjectInfo:
         """Stream `body` into new chunks, then make them the key's latest version.
 
         Nothing is visible until the meta lands. A failure anywhere leaves the previous version as it
         was and the new chunks to the collector. `before_commit` sees the body's digests and may
-        refuse the write by raising; it returns the checksum to record, if any.
+        refuse the write by raising; it returns the checksum to record, if any. `size`: the body's
+        length where known, checked against the quotas (QuotaExceeded) before a byte is read.
         """
         await self.ensure_ready(bucket)
         # Fails fast on a missing bucket or an unmet condition, before any body byte is read.
@@ -386,7 +413,10 @@ class VersionedWrites:
         uid = new_uid(after=uid_of(latest) if latest is not None else None)
         nuid = self.new_nuid()
         owners = [version_owner(uid)]
-        async with self.claimed_while_writing(bucket, nuid, key, owners):
+        async with (
+            self.admitted(bucket, size, adds_object=latest is None or is_marker(latest)),
+            self.claimed_while_writing(bucket, nuid, key, owners),
+        ):
             written = await self.write_chunks(bucket, body, nuid=nuid, key=key, owners=owners)
             return await self._commit_written(bucket, key, headers, nuid, written, uid, head, before_commit, condition)
 

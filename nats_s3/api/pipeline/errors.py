@@ -99,6 +99,10 @@ def store_error_to_s3(
         return S3Error("PreconditionFailed")
     if isinstance(exc, store_errors.WriteConflict):
         return S3Error("SlowDown", "Too many concurrent writes to this key; please retry.", status=503)
+    if isinstance(exc, store_errors.QuotaExceeded):
+        return S3Error("QuotaExceeded", str(exc))
+    if isinstance(exc, store_errors.InvalidPlacement):
+        return S3Error("InvalidLocationConstraint", f"The specified location-constraint is not valid: {exc}")
     if isinstance(exc, store_errors.StoreUnavailable):
         return S3Error("ServiceUnavailable", "The storage backend (NATS JetStream) is not available.")
     return S3Error("InternalError")
