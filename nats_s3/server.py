@@ -423,6 +423,7 @@ async def _open_session(
     metrics.watch_collector(collector.stats)
     if store.read_cache is not None:
         metrics.watch_read_cache(store.read_cache)
+    metrics.watch_events(store.events)
     gateway.attach(
         Services(
             store=store,

@@ -92,6 +92,9 @@ async def test_store_reads_its_writes_and_another_gateways_directly(nc: nats.NAT
         await writer.create_bucket(bucket)
         await writer.put_object(bucket, "k", pieces(b"first"), {})
         stream = f"OBJ_{bucket.replace('.', '_')}"
+        # Both have learned the stream, so neither has a stream-info request in flight (the account's
+        # API counter is shared by both connections).
+        await learned(writer.direct, stream)
         await learned(reader.direct, stream)
         for i in range(20):
             body = f"version {i}".encode()

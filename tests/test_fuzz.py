@@ -324,3 +324,67 @@ def test_seeded_fuzz_of_bucket_policies(s3, gateway, bucket: str) -> None:  # ty
         got = requests.get(url, headers=sign("GET", url), timeout=30)
         assert (got.text if got.status_code == 200 else None) == kept, n
     assert requests.get(f"{gateway.endpoint}/healthz", timeout=5).status_code == 200
+
+
+def _mutated_notification(rng: random.Random) -> bytes:
+    """A NotificationConfiguration, then bent: odd events, ARNs, filters, elements, truncation."""
+    events = ["s3:ObjectCreated:*", "s3:ObjectRemoved:Delete", "s3:ObjectCreated:", "s3:*", "", "x" * 300,
+              "s3:ObjectTagging:Put", "s3:LifecycleExpiration:*", "<", "s3:ObjectCreated:Put\u0000"]  # fmt: skip
+    arns = [
+        "arn:nats:::ev.a",
+        "arn:nats:::",
+        "arn:nats:::ev.*",
+        "arn:nats:::$JS.API.X",
+        "arn:nats:::a b",
+        "arn:nats:::" + "t." * 200,
+        "arn:aws:sns:us-east-1:1:t",
+        "",
+        "arn:nats:::ev.>",
+        "arn:nats:::ev..b",
+    ]
+    names = ["prefix", "suffix", "Prefix", "SUFFIX", "middle", ""]
+    rules = []
+    for i in range(rng.randint(0, 4)):
+        kind = rng.choice(["Topic", "Queue", "CloudFunction", "Topic"])
+        rule = f"<{kind}Configuration>"
+        if rng.random() < 0.7:
+            rule += f"<Id>{rng.choice([f'r{i}', 'same', '', 'i' * 300])}</Id>"
+        rule += f"<{kind}>{rng.choice(arns)}</{kind}>"
+        rule += "".join(f"<Event>{rng.choice(events)}</Event>" for _ in range(rng.randint(0, 3)))
+        if rng.random() < 0.5:
+            filters = "".join(
+                f"<FilterRule><Name>{rng.choice(names)}</Name><Value>{rng.choice(['a/', '.txt', '', 'v' * 1100])}"
+                "</Value></FilterRule>"
+                for _ in range(rng.randint(0, 3))
+            )
+            rule += f"<Filter><S3Key>{filters}</S3Key></Filter>"
+        rules.append(rule + f"</{kind}Configuration>")
+    text = f'<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{"".join(rules)}'
+    text += "</NotificationConfiguration>"
+    if rng.random() < 0.15:
+        cut = rng.randrange(len(text))
+        text = text[:cut] + rng.choice(["", "<", "&", "]]>"]) + text[cut + 1 :]
+    return text.encode("utf-8", "surrogatepass")
+
+
+def test_seeded_fuzz_of_notification_configurations(gateway, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """Broken and odd notification configurations: 200 or 400 (MalformedXML, InvalidArgument), never a
+    500; a refused one leaves the configuration that was there."""
+    rng = random.Random(SEED + 2)
+    url = f"{gateway.endpoint}/{bucket}?notification"
+    kept = requests.get(url, headers=sign("GET", url), timeout=30).text
+    statuses: dict[int, int] = {}
+    for n in range(300):
+        body = _mutated_notification(rng)
+        r = requests.put(url, data=body, headers=sign("PUT", url, body=body), timeout=30)
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        assert r.status_code in (200, 400), f"notification {n}: {body[:300]!r} -> {r.status_code} {r.text[:300]}"
+        got = requests.get(url, headers=sign("GET", url), timeout=30)
+        assert got.status_code == 200
+        if r.status_code == 200:
+            kept = got.text
+        else:
+            assert re.search(r"<Code>(MalformedXML|InvalidArgument)</Code>", r.text), r.text
+            assert got.text == kept, n
+    assert statuses.get(200, 0) >= 10 and statuses.get(400, 0) >= 100, statuses  # both sides were reached
+    assert requests.get(f"{gateway.endpoint}/healthz", timeout=5).status_code == 200

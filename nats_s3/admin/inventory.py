@@ -61,6 +61,16 @@ async def bucket_info(
         "leader": cluster.get("leader"),
         "servers": [s for s in [cluster.get("leader"), *replicas] if s],
         "region": config.region,
+        "notifications": [
+            {
+                "id": r["id"],
+                "subject": r["subject"],
+                "events": r["events"],
+                "prefix": r["prefix"],
+                "suffix": r["suffix"],
+            }
+            for r in config.notifications or []
+        ],
         "stream_max_bytes": int(stream_config.get("max_bytes") or -1),
         "usage": await usage(store, uploads, bucket, progress),
     }
@@ -116,7 +126,13 @@ def info_fields(found: dict[str, Any]) -> list[tuple[str, object]]:
         ("region", found["region"]), ("replicas", found["replicas"]), ("placement", found["placement"]),
         ("cluster", found["cluster"]), ("leader", found["leader"]),
         ("servers", ", ".join(found["servers"]) or None),
+        ("notifications", "; ".join(describe_notification(n) for n in found["notifications"]) or "none"),
     ]  # fmt: skip
+
+
+def describe_notification(rule: dict[str, Any]) -> str:
+    keys = f" on {rule['prefix'] or ''}*{rule['suffix'] or ''}" if rule["prefix"] or rule["suffix"] else ""
+    return f"{rule['id']}: {', '.join(rule['events'])}{keys} -> {rule['subject']}"
 
 
 async def collector_status(store: NatsStore) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from ..protocol.errors import S3Error
 from ..protocol.headers import ACL, OWNER, canned_acl
 from ..protocol.xml import S3_NS, XML_DECLARATION, child_text, children, escape_text, local_name, parse_xml
 from ..store.bucket_config import BucketConfig
+from . import notify
 from .body import read_request_xml
 from .context import XML_TYPE, S3Context
 from .objects import read_version_headers
@@ -146,5 +147,6 @@ async def put_object_acl(services: Services, ctx: S3Context) -> web.Response:
 
     version_id = version_id_arg(ctx.query.get("versionId"))
     info = await services.store.update_headers(ctx.bucket, ctx.key, change, version_id)
+    await notify.object_changed(services, ctx, "ObjectAcl:Put", info)
     ctx.response_headers.update(read_version_headers(services, ctx, info))
     return ctx.empty()

@@ -16,6 +16,7 @@ from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, 
 from ..store import errors as store_errors
 from ..store.models import BodyDigests, Checksum, ObjectInfo
 from ..store.multipart import MAX_PART_NUMBER, OPEN, PartRecord, UploadRecord
+from . import notify
 from .body import UploadBody, copy_source, read_request_xml
 from .bucket_access import writer_owner
 from .context import S3Context
@@ -213,6 +214,9 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
         # Completed already? A retried Complete gets the same answer.
         listed = [(n, e) for n, e, _ in requested]
         info = await services.multipart.complete(ctx.bucket, ctx.key, _upload_id(ctx), listed, lambda _: None)
+        # Sent again: the first attempt may have ended before its event went out (a stream capturing
+        # the subject keeps it once).
+        await notify.object_created(services, ctx, "CompleteMultipartUpload", info)
         return _complete_result(ctx, info, None)
     algorithm, checksum_type = upload.checksum_algorithm, upload.checksum_type
     sent_type = ctx.headers.get(checksums.TYPE_HEADER, "").strip().upper()
@@ -251,6 +255,7 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
         ctx.bucket, ctx.key, upload.upload_id, [(n, etag) for n, etag, _ in requested], finalize,
         condition=write_condition(ctx),
     )  # fmt: skip
+    await notify.object_created(services, ctx, "CompleteMultipartUpload", info)
     return _complete_result(ctx, info, checksum_type)
 
 

@@ -39,6 +39,7 @@ from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, 
 from ..store import errors as store_errors
 from ..store import naming
 from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
+from . import notify
 from .body import UploadBody, copy_source, read_request_xml
 from .bucket_access import writer_owner
 from .context import S3Context
@@ -101,6 +102,7 @@ async def put_object(services: Services, ctx: S3Context) -> web.Response:
     info = await services.store.put_object(
         ctx.bucket, ctx.key, body.stream(), meta, before_commit=body.before_commit, condition=condition, size=body.size
     )
+    await notify.object_created(services, ctx, "Put", info)
     headers = {"ETag": f'"{info.etag}"', **new_version_headers(info)}
     if info.checksum is not None:
         headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
@@ -274,7 +276,9 @@ async def _aclose(stream: AsyncIterator[bytes]) -> None:
 
 async def delete_object(services: Services, ctx: S3Context) -> web.Response:
     check_key(ctx.key)
-    result = await services.store.delete_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
+    version_id = version_id_arg(ctx.query.get("versionId"))
+    result = await services.store.delete_object(ctx.bucket, ctx.key, version_id)
+    await notify.object_removed(services, ctx, ctx.key, result, named_version=version_id is not None)
     headers: dict[str, str] = {}
     if result.version_id is not None:
         headers["x-amz-version-id"] = result.version_id
@@ -396,6 +400,7 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
         condition=write_condition(ctx),
         size=source.size,
     )
+    await notify.object_created(services, ctx, "Copy", info)
     items: list[XmlChild] = [("LastModified", iso8601(info.last_modified)), ("ETag", f'"{info.etag}"')]
     if info.checksum is not None:
         items.append((f"Checksum{info.checksum[0]}", info.checksum[1]))
@@ -430,6 +435,7 @@ async def delete_objects(services: Services, ctx: S3Context) -> web.Response:
             if ctx.may_delete is not None and not await ctx.may_delete(key, version_id):
                 raise S3Error("AccessDenied")
             result = await services.store.delete_object(ctx.bucket, key, version_id)
+            await notify.object_removed(services, ctx, key, result, named_version=version_id is not None)
         except S3Error as err:
             results.append(("Error", [("Key", key), ("VersionId", raw_version), ("Code", err.code),
                                       ("Message", err.message)]))  # fmt: skip
@@ -461,9 +467,12 @@ async def get_object_tagging(services: Services, ctx: S3Context) -> web.Response
     return ctx.xml("Tagging", [("TagSet", tag_set_items(tags))])
 
 
-async def _change_tags(services: Services, ctx: S3Context, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+async def _change_tags(
+    services: Services, ctx: S3Context, change: Callable[[dict[str, str]], dict[str, str]], event: str
+) -> None:
     version_id = version_id_arg(ctx.query.get("versionId"))
     info = await services.store.update_headers(ctx.bucket, ctx.key, change, version_id)
+    await notify.object_changed(services, ctx, event, info)
     ctx.response_headers.update(read_version_headers(services, ctx, info))
 
 
@@ -478,7 +487,7 @@ async def put_object_tagging(services: Services, ctx: S3Context) -> web.Response
             headers[TAGGING] = encoded
         return headers
 
-    await _change_tags(services, ctx, change)
+    await _change_tags(services, ctx, change, "ObjectTagging:Put")
     return ctx.empty()
 
 
@@ -489,5 +498,5 @@ async def delete_object_tagging(services: Services, ctx: S3Context) -> web.Respo
         headers.pop(TAGGING, None)
         return headers
 
-    await _change_tags(services, ctx, change)
+    await _change_tags(services, ctx, change, "ObjectTagging:Delete")
     return ctx.empty(204)

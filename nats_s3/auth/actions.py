@@ -42,6 +42,8 @@ REQUIREMENTS: dict[str, Requirement] = {
     "GetBucketCors": _r("GetBucketCORS", BUCKET),
     "PutBucketCors": _r("PutBucketCORS", BUCKET),
     "DeleteBucketCors": _r("PutBucketCORS", BUCKET),
+    "GetBucketNotificationConfiguration": _r("GetBucketNotification", BUCKET),
+    "PutBucketNotificationConfiguration": _r("PutBucketNotification", BUCKET),
     "GetBucketTagging": _r("GetBucketTagging", BUCKET),
     "PutBucketTagging": _r("PutBucketTagging", BUCKET),
     "DeleteBucketTagging": _r("PutBucketTagging", BUCKET),

@@ -152,6 +152,20 @@ class _ReadCacheCollector(Collector):
         yield GaugeMetricFamily("nats_s3_read_cache_bytes", "Memory the small-object cache holds.", value=c.bytes)
 
 
+class _EventsCollector(Collector):
+    """Event notifications this process published (store/event_publisher.py)."""
+
+    def __init__(self, events: Any) -> None:
+        self._events = events
+
+    def collect(self) -> Iterable[Any]:
+        e = self._events
+        yield CounterMetricFamily("nats_s3_events_published", "Event notifications published.", value=e.published)
+        yield CounterMetricFamily(
+            "nats_s3_events_failed", "Event notifications no attempt could publish (logged).", value=e.failed
+        )
+
+
 class Metrics:
     """All of the gateway's metrics in one registry of its own."""
 
@@ -202,6 +216,13 @@ class Metrics:
             self.registry.unregister(previous)
         self._read_cache = _ReadCacheCollector(cache)
         self.registry.register(self._read_cache)
+
+    def watch_events(self, events: Any) -> None:
+        previous = getattr(self, "_events", None)
+        if previous is not None:
+            self.registry.unregister(previous)
+        self._events = _EventsCollector(events)
+        self.registry.register(self._events)
 
     def observe(self, operation: str, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
         # The labelled children, looked up once per operation and status: `labels()` validates and

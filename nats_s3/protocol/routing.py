@@ -12,7 +12,7 @@ from .errors import S3Error
 UNSUPPORTED_SUBRESOURCES = frozenset(
     {
         "accelerate", "analytics", "encryption", "intelligent-tiering",
-        "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification",
+        "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics",
         "object-lock",
         "replication", "requestPayment", "restore", "retention", "select", "session",
         "torrent", "website", "renameObject",
@@ -30,6 +30,7 @@ _BUCKET_SETTINGS: dict[str, dict[str, str]] = {
     "cors": _get_put_delete("BucketCors"),
     "policy": _get_put_delete("BucketPolicy"),
     "policyStatus": {"GET": "GetBucketPolicyStatus"},
+    "notification": {"GET": "GetBucketNotificationConfiguration", "PUT": "PutBucketNotificationConfiguration"},
     "ownershipControls": _get_put_delete("BucketOwnershipControls"),
     "publicAccessBlock": _get_put_delete("PublicAccessBlock"),
 }

@@ -54,6 +54,7 @@ class BucketConfig(BaseModel):
     public_access_block: dict[str, bool] | None = None  # BlockPublicAcls, ...; None: none set
     quota: Quota | None = None  # store/quotas.py; None: no quota
     region: str | None = None  # the LocationConstraint it was created with (placement map); None: none
+    notifications: list[dict[str, object]] | None = None  # event rules (protocol/notifications.py); None: none
 
     @property
     def acls_enabled(self) -> bool:

@@ -30,6 +30,7 @@ from .errors import (
     VersionIsDeleteMarker,
     VersionNotFound,
 )
+from .event_publisher import EventPublisher
 from .fence import lift_fence, raise_fence, still_fenced
 from .index_snapshot import IndexSnapshots
 from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NAME_IN_USE, ERR_STREAM_NOT_FOUND, js_request
@@ -77,6 +78,7 @@ class NatsStore(VersionedWrites):
         self.js = nc.jetstream()
         self.publisher = Publisher(nc)
         self.direct = DirectReads(nc)
+        self.events = EventPublisher(nc, self.publisher)
         self.read_cache = ReadCache(read_cache_bytes) if read_cache_bytes > 0 else None
         self.nuid = NUID()
         self.replicas = replicas

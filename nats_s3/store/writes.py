@@ -103,6 +103,7 @@ class Head(NamedTuple):
 class DeleteResult(NamedTuple):
     version_id: str | None  # the version deleted or the marker made ("null" included); None: no versions here
     delete_marker: bool
+    seq: int = 0  # stream sequence of the change made (what orders it among the key's changes); 0: none
 
 
 def digest_string(sha256: bytes) -> str:
@@ -342,9 +343,10 @@ class VersionedWrites:
             expected = found.seq if found is not None else 0
         raise WriteConflict(key)
 
-    async def _tombstone_version(self, bucket: str, key: str, uid: str) -> None:
+    async def _tombstone_version(self, bucket: str, key: str, uid: str) -> int:
         nb = naming.nats_bucket(bucket)
-        await self._publish_cas(bucket, naming.version_subject(nb, key, uid), _tombstone(nb, key, uid), None)
+        subject = naming.version_subject(nb, key, uid)
+        return await self._publish_cas(bucket, subject, _tombstone(nb, key, uid), None) or 0  # unconditional: a seq
 
     async def _bump_head(
         self, bucket: str, key: str, head: Head, change: Callable[[StoredObjectInfo], StoredObjectInfo] | None = None
@@ -547,7 +549,7 @@ class VersionedWrites:
                 await claims.confirm()
                 if seq is None:
                     continue
-                return DeleteResult(None, False)
+                return DeleteResult(None, False, seq)
             uid = new_uid(after=uid_of(latest) if latest is not None else None)
             null = mode is Versioning.SUSPENDED
             nullv: str | None = None
@@ -570,7 +572,7 @@ class VersionedWrites:
                 continue
             if retired_null is not None:
                 await self._tombstone_version(bucket, key, retired_null)
-            return DeleteResult(NULL if null else uid, True)
+            return DeleteResult(NULL if null else uid, True, seq)
         raise WriteConflict(key)
 
     async def _delete_version(self, bucket: str, key: str, version_id: str) -> DeleteResult:
@@ -579,8 +581,8 @@ class VersionedWrites:
             head = await self.read_head(bucket, key)
             latest = head.doc if head is not None and is_version(head.doc) else None
             if head is not None and latest is not None and s3_version_id(latest) == version_id:
-                if await self._delete_latest(bucket, key, head):
-                    return DeleteResult(version_id, is_marker(latest))
+                if seq := await self._delete_latest(bucket, key, head):
+                    return DeleteResult(version_id, is_marker(latest), seq)
                 continue
             uid = (nullv_of(latest) if latest is not None else None) if version_id == NULL else version_id
             found = await self.read_version(bucket, key, uid) if uid is not None else None
@@ -596,17 +598,18 @@ class VersionedWrites:
                 await claims.confirm()
                 if not ok:
                     continue
-                await self._tombstone_version(bucket, key, uid)
+                seq = await self._tombstone_version(bucket, key, uid)
             else:
-                await self._tombstone_version(bucket, key, uid)
+                seq = await self._tombstone_version(bucket, key, uid)
                 await claims.confirm()
                 if head is not None and not await self._bump_head(bucket, key, head):
                     continue  # the latest changed: look again (it may be this very version now)
-            return DeleteResult(version_id, is_marker(found.doc))
+            return DeleteResult(version_id, is_marker(found.doc), seq)
         raise WriteConflict(key)
 
-    async def _delete_latest(self, bucket: str, key: str, head: Head) -> bool:
-        """Permanently delete the latest version: the newest older one becomes the latest."""
+    async def _delete_latest(self, bucket: str, key: str, head: Head) -> int | None:
+        """Permanently delete the latest version: the newest older one becomes the latest. Returns
+        the sequence of the change, None when the latest changed meanwhile."""
         doc = head.doc
         uid = uid_of(doc)
         nb = naming.nats_bucket(bucket)
@@ -627,14 +630,14 @@ class VersionedWrites:
         seq = await self._cas_meta(bucket, key, new_doc, head.seq)
         await claims.confirm()
         if seq is None:
-            return False
+            return None
         # Only once it is no longer the latest: a tombstone on a version that stays (a delete that
         # failed before its compare-and-set) would make the next writer drop it. A writer that read
         # it as the latest and copies it now loses its own compare-and-set and reads again; a copy
         # made just before stays a tombstone, written here after it.
         if mode is not Versioning.NEVER:
             await self._tombstone_version(bucket, key, uid)
-        return True
+        return seq
 
     async def _newest_older(self, bucket: str, key: str, *, exclude: str, nullv: str | None) -> Head | None:
         """The newest version of `key` kept on a version subject, read from the stream leader."""
@@ -673,8 +676,8 @@ class VersionedWrites:
                         raise ObjectNotFound(key)
                     raise VersionIsDeleteMarker(key, version_id, parse_mtime(latest.mtime))
                 updated = rewrite(latest)
-                if await self._cas_meta(bucket, key, updated, head.seq) is not None:
-                    return info_of(Head(head.seq, updated), key, bucket, latest=True)
+                if (seq := await self._cas_meta(bucket, key, updated, head.seq)) is not None:
+                    return info_of(Head(seq, updated), key, bucket, latest=True)
                 continue
             uid = (nullv_of(latest) if latest is not None else None) if version_id == NULL else version_id
             found = await self.read_version(bucket, key, uid) if uid is not None else None

@@ -8,7 +8,18 @@ from aiohttp import web
 
 from ...protocol.errors import S3Error
 from ...store import errors as store_errors
-from .. import acl, attributes, bucket_access, buckets, cors_config, listing, multipart, objects, versions
+from .. import (
+    acl,
+    attributes,
+    bucket_access,
+    buckets,
+    cors_config,
+    listing,
+    multipart,
+    notification_config,
+    objects,
+    versions,
+)
 from ..context import S3Context, anonymous_auth
 from ..services import Services
 from .errors import store_error_to_s3
@@ -41,6 +52,8 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketCors": cors_config.get_bucket_cors,
     "PutBucketCors": cors_config.put_bucket_cors,
     "DeleteBucketCors": cors_config.delete_bucket_cors,
+    "GetBucketNotificationConfiguration": notification_config.get_bucket_notification_configuration,
+    "PutBucketNotificationConfiguration": notification_config.put_bucket_notification_configuration,
     "GetBucketTagging": buckets.get_bucket_tagging,
     "PutBucketTagging": buckets.put_bucket_tagging,
     "DeleteBucketTagging": buckets.delete_bucket_tagging,
