@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from ..protocol.event_records import ObjectEvent, event_message
 from ..protocol.notifications import NotificationRule, matching_rules
+from ..store.bucket_config import BucketConfig
 from ..store.event_publisher import EventNotDelivered
 from ..store.models import ObjectInfo
 from ..store.writes import DeleteResult
@@ -26,15 +27,12 @@ log = logging.getLogger("nats_s3.events")
 _parsed: dict[str, tuple[list[dict[str, object]], list[NotificationRule]]] = {}
 
 
-def _rules(services: Services, bucket: str) -> tuple[str, list[NotificationRule]]:
-    config = services.store.configs.cached(bucket)
-    if config is None or not config.notifications:
-        return "", []
-    stored = config.notifications
-    known = _parsed.get(bucket)
+def _rules(config: BucketConfig) -> list[NotificationRule]:
+    stored = config.notifications or []
+    known = _parsed.get(config.name)
     if known is None or known[0] is not stored:
-        known = _parsed[bucket] = (stored, [NotificationRule.from_dict(rule) for rule in stored])
-    return config.created, known[1]
+        known = _parsed[config.name] = (stored, [NotificationRule.from_dict(rule) for rule in stored])
+    return known[1]
 
 
 def wants(services: Services, bucket: str) -> bool:
@@ -61,13 +59,12 @@ async def notify(
     if not sequence:
         return  # nothing changed (a delete of a key that was not there)
     bucket = ctx.bucket
-    created, rules = _rules(services, bucket)
-    if not rules:
+    config = services.store.configs.cached(bucket)
+    if config is None or not config.notifications:
         return
-    matched = matching_rules(rules, "s3:" + name, key)
+    matched = matching_rules(_rules(config), "s3:" + name, key)
     if not matched:
         return
-    config = services.store.configs.get(bucket)
     principal = ctx.principal
     event = ObjectEvent(
         name=name,
@@ -87,7 +84,7 @@ async def notify(
     for rule in matched:
         # The id names the change (the bucket as created, the change in it) and the rule: the same
         # event published twice is kept once by a stream capturing the subject.
-        msg_id = f"{bucket}:{created}:{change or sequence}:{name}:{rule.rule_id}"
+        msg_id = f"{bucket}:{config.created}:{change or sequence}:{name}:{rule.rule_id}"
         try:
             await services.store.events.publish(rule.subject, event_message(event, rule.rule_id), msg_id)
         except EventNotDelivered as exc:

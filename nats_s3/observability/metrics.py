@@ -201,28 +201,25 @@ class Metrics:
         self.storage = StorageSnapshot()
         self.registry.register(_StorageCollector(self.storage))
         self._children: dict[tuple[str, int], tuple[Any, Any, Any, Any]] = {}
+        self._watched: dict[str, Collector] = {}
 
     def watch_collector(self, stats: Any) -> None:
         """Report this collector's stats (a collector built after a reconnect replaces the last one)."""
-        previous = getattr(self, "_collector_stats", None)
-        if previous is not None:
-            self.registry.unregister(previous)
-        self._collector_stats = _CollectorStatsCollector(stats)
-        self.registry.register(self._collector_stats)
+        self._watch("collector", _CollectorStatsCollector(stats))
 
     def watch_read_cache(self, cache: Any) -> None:
-        previous = getattr(self, "_read_cache", None)
-        if previous is not None:
-            self.registry.unregister(previous)
-        self._read_cache = _ReadCacheCollector(cache)
-        self.registry.register(self._read_cache)
+        self._watch("read_cache", _ReadCacheCollector(cache))
 
     def watch_events(self, events: Any) -> None:
-        previous = getattr(self, "_events", None)
+        self._watch("events", _EventsCollector(events))
+
+    def _watch(self, name: str, collector: Collector) -> None:
+        """Report `collector` as the one of its kind (one built after a reconnect replaces the last)."""
+        previous = self._watched.pop(name, None)
         if previous is not None:
             self.registry.unregister(previous)
-        self._events = _EventsCollector(events)
-        self.registry.register(self._events)
+        self._watched[name] = collector
+        self.registry.register(collector)
 
     def observe(self, operation: str, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
         # The labelled children, looked up once per operation and status: `labels()` validates and
