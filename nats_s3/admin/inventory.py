@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..store import replication
 from ..store.collector import STATUS_KEY
 from ..store.multipart import MultipartStore
 from ..store.nats_store import NatsStore
 from ..store.quotas import Quota
+from ..store.replicas import origin_in
 from .report import human_size
 
 
@@ -72,8 +74,13 @@ async def bucket_info(
             for r in config.notifications or []
         ],
         "stream_max_bytes": int(stream_config.get("max_bytes") or -1),
+        "replication": replication.state(info, await _kv_info_if_replica(store, info), bucket),
         "usage": await usage(store, uploads, bucket, progress),
     }
+
+
+async def _kv_info_if_replica(store: NatsStore, info: dict[str, Any]) -> dict[str, Any] | None:
+    return await replication.kv_stream_info(store) if origin_in(info.get("config")) is not None else None
 
 
 async def total_usage(
@@ -127,7 +134,24 @@ def info_fields(found: dict[str, Any]) -> list[tuple[str, object]]:
         ("cluster", found["cluster"]), ("leader", found["leader"]),
         ("servers", ", ".join(found["servers"]) or None),
         ("notifications", "; ".join(describe_notification(n) for n in found["notifications"]) or "none"),
+        ("replication", describe_replication(found["replication"])),
     ]  # fmt: skip
+
+
+def describe_replication(state: dict[str, Any] | None) -> str:
+    if state is None:
+        return "none (a bucket of its own)"
+
+    def source(what: str, s: dict[str, Any] | None) -> str:
+        if s is None:
+            return f"{what}: not sourced"
+        contact = f", last contact {s['last_contact_seconds']} s ago" if s["last_contact_seconds"] is not None else ""
+        error = f", error: {s['error']}" if s["error"] else ""
+        return f"{what}: {s['lag']} behind{contact}{error}"
+
+    return f"read-only replica of {state['origin']}; " + "; ".join(
+        [source("objects", state["stream"]), source("configuration", state["configuration"])]
+    )
 
 
 def describe_notification(rule: dict[str, Any]) -> str:

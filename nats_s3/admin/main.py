@@ -22,12 +22,13 @@ from ..cli import FLAGS, _Parser, add_flags, parse_size, settings_of
 from ..embedded import URL_FILE
 from ..nats_auth import nats_auth_options
 from ..settings import Settings
-from ..store import naming
+from ..store import naming, replication
 from ..store.errors import (
     BucketAlreadyExists,
     BucketNotEmpty,
     BucketNotFound,
     InvalidPlacement,
+    ReplicationRefused,
     StoreUnavailable,
 )
 from ..store.multipart import MultipartStore
@@ -79,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     quota.add_argument("bucket")
     quota.add_argument("--max-bytes", type=_size, required=True, metavar="SIZE", help="e.g. 10GiB; 0 removes it")
     quota.add_argument("--max-objects", type=int, default=0, metavar="N", help="live objects (default 0: no limit)")
+    replicate = bucket.add_parser(
+        "replicate", help="make a bucket here a read-only replica of the bucket of that name in another domain"
+    )
+    replicate.add_argument("bucket")
+    origin = replicate.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--from-domain", metavar="DOMAIN", help="the origin's JetStream domain")
+    origin.add_argument("--from-api", metavar="PREFIX", help="the origin's JetStream API prefix, e.g. an import")
+    replicate.add_argument("--replicas", type=int, default=None, help="the replica stream's replicas (--natsReplicas)")
+    promote = bucket.add_parser("promote", help="make a replica this site's own, writable bucket")
+    promote.add_argument("bucket")
     owner = commands.add_parser("owner", help="owners").add_subparsers(dest="action", required=True)
     owner_quota = owner.add_parser("quota", help="set or remove the quota of all buckets one owner has")
     owner_quota.add_argument("owner", nargs="?", default=None, help="canonical user id")
@@ -199,6 +210,28 @@ async def bucket_quota(a: Admin) -> int:
     return EXIT_OK
 
 
+async def bucket_replicate(a: Admin) -> int:
+    bucket = a.args.bucket
+    if not naming.is_valid_bucket_name(bucket):
+        raise UsageError(f"{bucket!r} is not a valid S3 bucket name")
+    replicas = a.args.replicas if a.args.replicas is not None else a.store.replicas
+    if not 1 <= replicas <= 5:
+        raise UsageError("--replicas must be 1 to 5")
+    try:
+        api = replication.domain_api(a.args.from_domain) if a.args.from_domain is not None else a.args.from_api
+    except ReplicationRefused as exc:
+        raise UsageError(str(exc)) from None
+    done = await replication.replicate(a.store, bucket, api, replicas=replicas)
+    a.out(done, lambda: sys.stdout.write(f"{bucket}: replica of {api}\n"))
+    return EXIT_OK
+
+
+async def bucket_promote(a: Admin) -> int:
+    done = await replication.promote(a.store, a.args.bucket)
+    a.out(done, lambda: sys.stdout.write(f"{a.args.bucket}: promoted, now written here\n"))
+    return EXIT_OK
+
+
 async def owner_quota(a: Admin) -> int:
     if (a.args.owner is None) == (a.args.access_key is None):
         raise UsageError("name the owner by canonical user id or by --access-key, one of them")
@@ -263,6 +296,8 @@ COMMANDS: dict[tuple[str, str | None], Callable[[Admin], Awaitable[int]]] = {
     ("bucket", "create"): bucket_create,
     ("bucket", "delete"): bucket_delete,
     ("bucket", "quota"): bucket_quota,
+    ("bucket", "replicate"): bucket_replicate,
+    ("bucket", "promote"): bucket_promote,
     ("owner", "quota"): owner_quota,
     ("usage", None): usage,
     ("gc", "status"): gc_status,
@@ -315,6 +350,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     except BucketNotFound as exc:
         sys.stderr.write(f"nats-s3 admin: no such bucket: {exc}\n")
         return EXIT_NOT_FOUND
+    except ReplicationRefused as exc:
+        sys.stderr.write(f"nats-s3 admin: {exc}\n")
+        return EXIT_REFUSED
     except StoreUnavailable as exc:
         sys.stderr.write(f"nats-s3 admin: {exc}\n")
         return EXIT_NATS

@@ -133,7 +133,11 @@ class Collector:
     async def run_pass(self) -> bool:
         """One pass over every bucket; True when some bucket had more ripe claims than a pass settles."""
         started = time.monotonic()
-        buckets = [b.name for b in await self.store.list_buckets()]
+        listed = await self.store.list_buckets()
+        buckets = [b.name for b in listed]
+        # A replica is the origin's to tidy: its mirror copies what the origin keeps, and freeing a
+        # chunk here on the strength of a lagging copy of the claims could free one still in use.
+        replicas = {b.name for b in listed if b.origin is not None}
         # Each upload records when it expires; looking for them costs one stream info per bucket.
         expiry_due = time.monotonic() - self._last_expiry >= EXPIRY_EVERY
         behind = False
@@ -141,12 +145,13 @@ class Collector:
             if not self.lease.held:
                 return False
             try:
-                await self.collect_bucket(bucket)
-                behind = behind or self._budget_spent
-                if expiry_due:
-                    self.stats.expired_uploads += await self.multipart.expire(
-                        bucket, timedelta(seconds=self.multipart_expiry)
-                    )
+                if bucket not in replicas:
+                    await self.collect_bucket(bucket)
+                    behind = behind or self._budget_spent
+                    if expiry_due:
+                        self.stats.expired_uploads += await self.multipart.expire(
+                            bucket, timedelta(seconds=self.multipart_expiry)
+                        )
                 self.stats.blocked.pop(bucket, None)
             except UnreadableRecord as exc:
                 if self.stats.blocked.get(bucket) != str(exc):

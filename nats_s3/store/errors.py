@@ -89,3 +89,8 @@ class QuotaExceeded(StoreError):
 
 class InvalidPlacement(StoreError):
     """A bucket's placement names a region the placement map does not have, or NATS cannot place it."""
+
+
+class ReplicationRefused(StoreError):
+    """A replication change that cannot be made as asked (the message says why): replicating onto a
+    bucket that exists, promoting or limiting a bucket that is not a replica or is one."""

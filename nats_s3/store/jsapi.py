@@ -29,14 +29,17 @@ _READS = ("STREAM.INFO.", "STREAM.MSG.GET.", "STREAM.NAMES", "STREAM.LIST", "CON
 _READ_ATTEMPT_TIMEOUTS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.0, 3.0, 4.0)
 
 
-async def js_request(nc: NatsClient, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`$JS.API.<subject>` with a JSON body; transport failures are StoreUnavailable, API errors are returned."""
+async def js_request(
+    nc: NatsClient, subject: str, payload: dict[str, Any] | None = None, *, api: str = API_PREFIX
+) -> dict[str, Any]:
+    """`$JS.API.<subject>` with a JSON body; transport failures are StoreUnavailable, API errors are returned.
+    `api`: another JetStream API prefix, such as another domain's `$JS.<domain>.API`."""
     data = json.dumps(payload).encode() if payload is not None else b""
     read = subject.startswith(_READS)
     attempts = _READ_ATTEMPT_TIMEOUTS if read else (API_TIMEOUT,)
     for n, timeout in enumerate(attempts, 1):
         try:
-            msg = await replies_for(nc).request(f"{API_PREFIX}.{subject}", data, timeout)
+            msg = await replies_for(nc).request(f"{api}.{subject}", data, timeout)
         except nats.errors.NoRespondersError as exc:
             raise StoreUnavailable("JetStream is not enabled or not answering") from exc
         except nats.errors.TimeoutError as exc:

@@ -51,9 +51,29 @@ class StoredObjectInfo(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a replica bucket's stream is mirrored from (store/replicas.py)."""
+
+    stream: str
+    api: str  # the JetStream API prefix the mirror reads through: $JS.<domain>.API, or an imported one
+
+    @property
+    def domain(self) -> str | None:
+        parts = self.api.split(".")
+        return parts[1] if len(parts) == 3 and parts[0] == "$JS" and parts[2] == "API" else None
+
+    def describe(self) -> str:
+        where = (
+            f"JetStream domain {self.domain}" if self.domain else f"the JetStream API at {self.api or 'this account'}"
+        )
+        return f"stream {self.stream} of {where}"
+
+
+@dataclass(frozen=True, slots=True)
 class BucketInfo:
     name: str
     created: datetime
+    origin: Origin | None = None  # a read-only replica's origin; None for a bucket of its own
 
 
 @dataclass(frozen=True, slots=True)

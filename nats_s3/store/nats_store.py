@@ -26,6 +26,7 @@ from .errors import (
     InvalidPlacement,
     LatestIsDeleteMarker,
     ObjectNotFound,
+    ReplicationRefused,
     StoreUnavailable,
     VersionIsDeleteMarker,
     VersionNotFound,
@@ -42,6 +43,7 @@ from .placement import Placement
 from .publisher import Publisher
 from .quotas import Quota, QuotaEnforcer, stream_max_bytes
 from .read_cache import ReadCache
+from .replicas import ReplicaRegistry, origin_in
 from .versions import NULL, Versioning, is_marker, is_version, nullv_of, s3_version_id
 from .writes import DeleteResult, Head, VersionedWrites, info_of, live_in_history, parse_doc
 
@@ -103,6 +105,7 @@ class NatsStore(VersionedWrites):
             owner_of=lambda bucket: self.configs.get(bucket).owner,
             owner_limit=self.owner_quotas.limit,
         )
+        self.replica_origins = ReplicaRegistry(self.stream_info)
         self.pauses = PausePoints()
         # What else must agree before a bucket goes, and be forgotten once it went (multipart records).
         self.deletion_checks: list[Callable[[str], Awaitable[None]]] = []
@@ -114,6 +117,7 @@ class NatsStore(VersionedWrites):
         await self.configs.start()
 
     async def close(self) -> None:
+        await self.replica_origins.close()
         await self.index.close()
         await self.configs.close()
         await self.direct.close()
@@ -182,6 +186,10 @@ class NatsStore(VersionedWrites):
             quota = None
         info = await self.stream_info(bucket)
         config = info["config"]
+        if origin_in(config) is not None:
+            raise ReplicationRefused(
+                f"bucket {bucket} is a replica: it has the origin's quota, applied here when it is promoted"
+            )
         wanted = stream_max_bytes(quota)
         if int(config.get("max_bytes") or -1) != wanted:
             resp = await self._api(f"STREAM.UPDATE.{config['name']}", {**config, "max_bytes": wanted})
@@ -223,6 +231,8 @@ class NatsStore(VersionedWrites):
             return
         info = await self.stream_info(bucket)
         config = info["config"]
+        if origin_in(config) is not None:
+            return  # a replica: its record comes from the origin (store/replication.py), it takes no writes
         wanted = naming.stream_subjects(naming.nats_bucket(bucket))
         if set(wanted) - set(config.get("subjects") or []):
             stream = config["name"]
@@ -232,7 +242,10 @@ class NatsStore(VersionedWrites):
         await self.configs.adopt(bucket, _parse_created(info.get("created")))
 
     async def list_buckets(self) -> list[BucketInfo]:
-        buckets = [BucketInfo(name, _parse_created(info.get("created"))) async for name, info in self._bucket_streams()]
+        buckets = [
+            BucketInfo(name, _parse_created(info.get("created")), self.replica_origins.learn(name, info))
+            async for name, info in self._bucket_streams()
+        ]
         buckets.sort(key=lambda b: b.name)
         return buckets
 
@@ -245,17 +258,25 @@ class NatsStore(VersionedWrites):
         return out
 
     async def _bucket_streams(self) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
-        """(S3 bucket name, stream info) of every Object Store stream with a valid S3 name."""
+        """(S3 bucket name, stream info) of every Object Store stream with a valid S3 name, and of every
+        replica's (a mirror of such a stream, which has no subjects of its own)."""
         offset = 0
         while True:
-            resp = await self._api("STREAM.LIST", {"offset": offset, "subject": "$O.*.M.>"})
+            resp = await self._api("STREAM.LIST", {"offset": offset})
             if err := resp.get("error"):
                 raise StoreUnavailable(f"stream list: {err.get('description')}")
             streams = resp.get("streams") or []
             for info in streams:
-                name = info.get("config", {}).get("name", "")
+                config = info.get("config") or {}
+                name = str(config.get("name") or "")
                 s3name = naming.s3_bucket(name[4:]) if name.startswith("OBJ_") else None
-                if s3name is not None:
+                if s3name is None:
+                    continue
+                origin = origin_in(config)
+                nb = name[4:]
+                if naming.meta_wildcard(nb) in (config.get("subjects") or []) or (
+                    origin is not None and origin.stream == name
+                ):
                     yield s3name, info
             offset += len(streams)
             if not streams or offset >= int(resp.get("total", 0)):
@@ -296,6 +317,7 @@ class NatsStore(VersionedWrites):
                 raise StoreUnavailable(f"delete stream {stream}: {err.get('description')}")
             deleted = True
             self.direct.forget(stream)
+            self.replica_origins.forget(bucket)
         finally:
             if not deleted:
                 with contextlib.suppress(BucketNotFound, StoreUnavailable):

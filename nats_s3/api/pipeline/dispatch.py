@@ -87,6 +87,10 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+# What a read-only replica bucket refuses (store/replicas.py): everything but reading.
+WRITES = frozenset(op for op in HANDLERS if not op.startswith(("Get", "Head", "List")))
+
+
 class Dispatch:
     """Calls the handler; `services()` is the attached store (None while NATS is being reached), and
     `not_ready()` says why it is not there."""
@@ -111,6 +115,18 @@ class Dispatch:
         )  # fmt: skip
         ctx.response_headers.update(exchange.cors_headers)
         try:
+            if exchange.bucket and route.operation in WRITES:
+                await _refuse_replica(services, exchange.bucket)
             return await HANDLERS[route.operation](services, ctx)
         except store_errors.StoreError as exc:
             raise store_error_to_s3(exc, exchange.bucket, exchange.key, exchange.request.method) from exc
+
+
+async def _refuse_replica(services: Services, bucket: str) -> None:
+    origin = await services.store.replica_origins.origin(bucket)
+    if origin is not None:
+        raise S3Error(
+            "AccessDenied",
+            f"Bucket {bucket} is a read-only replica of {origin.describe()}: write to the origin, or promote "
+            f"this replica first (nats-s3 admin bucket promote {bucket}).",
+        )
