@@ -13,15 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import nats
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .sites import HubAndLeaf
-from .support import ACCESS_KEY, SECRET_KEY, GatewayProcess, eventually, write_credentials
+from .support import GatewayProcess, eventually, write_credentials
 from .test_admin import admin
+from .test_failover import _client
 
 BUCKET = "replicated"
 SECOND = "second"
@@ -34,18 +33,6 @@ def sites() -> Iterator[HubAndLeaf]:
         yield pair
     finally:
         pair.stop()
-
-
-def _client(gw: GatewayProcess):  # type: ignore[no-untyped-def]
-    config = Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}, read_timeout=60)
-    return boto3.client(
-        "s3",
-        endpoint_url=gw.endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=config,
-    )
 
 
 def _versions(s3, bucket: str, prefix: str = "") -> list[tuple[str, str, bool, str]]:  # type: ignore[no-untyped-def]

@@ -42,6 +42,12 @@ def _record_subject(bucket: str) -> str:
     return f"$KV.{GATEWAY_KV}.{BUCKET_PREFIX}{naming.nats_bucket(bucket)}"
 
 
+def _record_source(sources: list[dict[str, Any]] | None, bucket: str) -> dict[str, Any] | None:
+    """The source (of the KV stream's `sources`) that brings the bucket's configuration record."""
+    subject = _record_subject(bucket)
+    return next((s for s in sources or [] if s.get("filter_subject") == subject), None)
+
+
 def _external(api: str) -> dict[str, str]:
     return {"api": api, "deliver": ""}
 
@@ -122,11 +128,7 @@ def state(store_info: dict[str, Any], kv_info: dict[str, Any] | None, bucket: st
     origin = origin_in(store_info.get("config"))
     if origin is None:
         return None
-    subject = _record_subject(bucket)
-    record_source = next(
-        (s for s in (kv_info or {}).get("sources") or [] if s.get("filter_subject") == subject),
-        None,
-    )
+    record_source = _record_source((kv_info or {}).get("sources"), bucket)
     return {
         "origin": origin.api,
         "domain": origin.domain,
@@ -202,9 +204,7 @@ async def _wait_for_record(store: NatsStore, bucket: str) -> None:
     deadline = loop.time() + RECORD_WAIT
     while not store.configs.known(bucket):
         if loop.time() > deadline:
-            subject = _record_subject(bucket)
-            sources = (await kv_stream_info(store)).get("sources") or []
-            found = next((s for s in sources if s.get("filter_subject") == subject), None)
+            found = _record_source((await kv_stream_info(store)).get("sources"), bucket)
             raise StoreUnavailable(
                 f"the configuration of {bucket} did not arrive from the origin in {RECORD_WAIT:g}s "
                 f"(its source: {_source_state(found)})"
