@@ -203,6 +203,40 @@ def test_read_your_writes_across_two_gateways(nats_url: str, credentials_file: P
         two.stop()
 
 
+def test_a_bucket_deleted_and_created_again_elsewhere_lists_as_the_new_one(
+    nats_url: str, credentials_file: Path
+) -> None:
+    """A gateway holding the listing indexes of a bucket that another gateway deletes and creates again
+    (before any housekeeping pass here notices) lists the new bucket's stream, not the old one's."""
+    one = GatewayProcess(credentials_file, nats_url).start()
+    two = GatewayProcess(credentials_file, nats_url).start()
+    try:
+        a, b = make_client(one.endpoint), make_client(two.endpoint)
+        name = f"again-{uuid.uuid4().hex[:8]}"
+        a.create_bucket(Bucket=name)
+        a.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        for i in range(20):
+            for body in (b"one", b"two"):
+                a.put_object(Bucket=name, Key=f"old/{i:02d}", Body=body)
+        assert b.list_objects_v2(Bucket=name)["KeyCount"] == 20  # b holds both indexes of the old stream
+        assert len(b.list_object_versions(Bucket=name)["Versions"]) == 40
+        for v in a.list_object_versions(Bucket=name)["Versions"]:
+            a.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
+        a.delete_bucket(Bucket=name)
+        a.create_bucket(Bucket=name)  # a new stream, far shorter than the old one
+        a.put_object(Bucket=name, Key="new", Body=b"new")
+
+        assert [o["Key"] for o in b.list_objects_v2(Bucket=name)["Contents"]] == ["new"]
+        versions = b.list_object_versions(Bucket=name)
+        assert [(v["Key"], v["VersionId"]) for v in versions["Versions"]] == [("new", "null")]
+        assert "DeleteMarkers" not in versions
+        b.delete_object(Bucket=name, Key="new")
+        b.delete_bucket(Bucket=name)  # its emptiness check reads the new stream's indexes too
+    finally:
+        one.stop()
+        two.stop()
+
+
 def test_aws_cli_listing(gateway, listed_bucket: str, tmp_path: Path) -> None:
     run = aws_cli(gateway.endpoint, tmp_path)
 

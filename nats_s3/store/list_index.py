@@ -144,6 +144,9 @@ class _Watched:
         self.last_used = time.monotonic()
         self._progress = asyncio.Event()
         self.sub: Subscription | None = None
+        # The creation time of the stream it follows: a bucket deleted and created again (through another
+        # gateway, or the admin CLI) has a new stream, which an index of the old one must not stand for.
+        self.stream_created = ""
 
     def _advanced(self, seq: int) -> None:
         self.delivered_seq = seq
@@ -506,34 +509,43 @@ class ListIndex:
 
     async def current(self, bucket: str) -> BucketIndex:
         """The bucket's index of latest versions, caught up with everything the stream held when called."""
-        index = await self._open(bucket, "M", self._heads, BucketIndex)
-        last = await self._last_seq(bucket)
+        last, created = await self._stream_state(bucket)
+        index = await self._open(bucket, "M", self._heads, BucketIndex, created)
         await self._catch_up(bucket, index, naming.meta_wildcard(naming.nats_bucket(bucket)), last)
         self._snapshot_if_built(bucket, index)
         return index
 
     async def history(self, bucket: str) -> HistoryIndex:
         """The bucket's index of older versions, caught up like `current`."""
-        index = await self._open(bucket, "V", self._history, HistoryIndex)
-        last = await self._last_seq(bucket)
+        last, created = await self._stream_state(bucket)
+        index = await self._open(bucket, "V", self._history, HistoryIndex, created)
         await self._catch_up(bucket, index, naming.version_wildcard(naming.nats_bucket(bucket)), last)
         return index
 
     async def current_with_history(self, bucket: str) -> tuple[BucketIndex, HistoryIndex]:
         """Both indexes, caught up with the same stream position."""
         nb = naming.nats_bucket(bucket)
-        heads = await self._open(bucket, "M", self._heads, BucketIndex)
-        history = await self._open(bucket, "V", self._history, HistoryIndex)
-        last = await self._last_seq(bucket)
+        last, created = await self._stream_state(bucket)
+        heads = await self._open(bucket, "M", self._heads, BucketIndex, created)
+        history = await self._open(bucket, "V", self._history, HistoryIndex, created)
         await self._catch_up(bucket, heads, naming.meta_wildcard(nb), last)
         await self._catch_up(bucket, history, naming.version_wildcard(nb), last)
         self._snapshot_if_built(bucket, heads)
         return heads, history
 
-    async def _open(self, bucket: str, kind: str, indexes: dict[str, Any], factory: Callable[[str], Any]) -> Any:
-        index = indexes.get(bucket)
-        if index is not None:
-            return index
+    async def _open(
+        self, bucket: str, kind: str, indexes: dict[str, Any], factory: Callable[[str], Any], created: str
+    ) -> Any:
+        """The bucket's index of `kind`, of its stream created at `created`: an index held of an older
+        stream of the same name is dropped, and a new one built."""
+        held: _Watched | None = indexes.get(bucket)
+        if held is not None and held.stream_created == created:
+            return held
+        if held is not None:
+            indexes.pop(bucket, None)
+            if held.sub is not None:
+                with contextlib.suppress(Exception):
+                    await held.sub.unsubscribe()
         starting = self._starting.get((bucket, kind))
         if starting is not None:
             return await asyncio.shield(starting)
@@ -541,6 +553,7 @@ class ListIndex:
         self._starting[(bucket, kind)] = future
         try:
             index = factory(bucket)
+            index.stream_created = created
             start = await self._restore(bucket, index) if kind == "M" else None
             await self._watch(bucket, index, naming.meta_wildcard if kind == "M" else naming.version_wildcard, start)
             indexes[bucket] = index
@@ -711,9 +724,6 @@ class ListIndex:
             raise BucketNotFound(bucket) from None
         except nats.errors.Error as exc:
             raise StoreUnavailable(f"watch on {bucket}: {exc!r}") from exc
-
-    async def _last_seq(self, bucket: str) -> int:
-        return (await self._stream_state(bucket))[0]
 
     async def _stream_state(self, bucket: str) -> tuple[int, str]:
         """(last sequence, creation time) of the bucket's stream."""
