@@ -5,6 +5,7 @@ injected stream-info function that the test answers by hand."""
 from __future__ import annotations
 
 import asyncio
+import types
 from typing import Any
 
 import pytest
@@ -129,6 +130,47 @@ def test_failures_keep_the_last_answer_and_a_missing_bucket_is_not_remembered(
         answers.calls[3].set_exception(StoreUnavailable("NATS away"))
         with pytest.raises(StoreUnavailable):
             await unknown
+        await registry.close()
+
+    asyncio.run(run())
+
+
+def test_a_failed_refresh_holds_the_old_answer_for_another_refresh_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With NATS away, a replica's writes after one failed refresh do not each wait for another."""
+    clock = [0.0]
+    monkeypatch.setattr(replicas, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+    async def run() -> None:
+        answers = Answers()
+        registry = replicas.ReplicaRegistry(answers)
+        registry.learn("b", MIRROR)
+        clock[0] = 2 * replicas.REFRESH
+        lookup = asyncio.ensure_future(registry.origin("b"))
+        await _settle()
+        answers.calls[0].set_exception(StoreUnavailable("NATS away"))
+        assert await lookup is not None
+        clock[0] += replicas.REFRESH / 2
+        assert await asyncio.wait_for(registry.origin("b"), 1) is not None
+        assert len(answers.calls) == 1
+        await registry.close()
+
+    asyncio.run(run())
+
+
+def test_a_missing_answer_does_not_erase_what_was_learned_meanwhile() -> None:
+    """A lookup that finds no stream, answered after a replicate command's learn() of the new mirror,
+    leaves the new answer in place, and answers it."""
+
+    async def run() -> None:
+        answers = Answers()
+        registry = replicas.ReplicaRegistry(answers)
+        lookup = asyncio.ensure_future(registry.origin("b"))
+        await _settle()
+        registry.learn("b", MIRROR)  # the mirror is made while the question is out
+        answers.calls[0].set_exception(BucketNotFound("b"))
+        assert await lookup == Origin("OBJ_b", "$JS.hub.API")  # the newer answer stands
+        assert await registry.origin("b") == Origin("OBJ_b", "$JS.hub.API")
+        assert len(answers.calls) == 1
         await registry.close()
 
     asyncio.run(run())

@@ -17,6 +17,8 @@ import nats
 import pytest
 from botocore.exceptions import ClientError
 
+from nats_s3.store.bucket_config import GATEWAY_KV
+
 from .sites import HubAndLeaf
 from .support import GatewayProcess, eventually, write_credentials
 from .test_admin import admin
@@ -24,6 +26,7 @@ from .test_failover import _client
 
 BUCKET = "replicated"
 SECOND = "second"
+DROPPED = "dropped"
 
 
 @pytest.fixture
@@ -83,6 +86,24 @@ def _last_seq(url: str, stream: str) -> int:
     return asyncio.run(ask())
 
 
+def _sourced_here(url: str) -> set[str]:
+    """The subjects of the records the site's gateway KV sources from elsewhere."""
+
+    async def ask() -> set[str]:
+        nc = await nats.connect(url)
+        try:
+            config = (await nc.jetstream().stream_info("KV_" + GATEWAY_KV)).config
+            return {s.filter_subject or "" for s in config.sources or []}
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
+
+
+def _of(bucket: str, subjects: set[str]) -> set[str]:
+    return {s for s in subjects if f".{bucket}" in s}
+
+
 def _put_many(s3, bucket: str, prefix: str, count: int, threads: int = 8) -> float:  # type: ignore[no-untyped-def]
     """`count` 4 KiB objects from `threads` writers; the time the last was acknowledged."""
     body = os.urandom(4096)
@@ -107,8 +128,12 @@ def test_a_bucket_replicated_to_a_leaf_site(sites: HubAndLeaf, tmp_path: Path) -
         hub, leaf = _client(hub_gw), _client(leaf_gw)
         _replicate_and_compare(sites, hub, leaf)
         _read_only(sites, leaf)
+        _drop_replica(sites, hub, leaf)
         _burst_and_cut(sites, hub, leaf)
         _promote(sites, hub_gw, leaf)
+    except BaseException:
+        print(f"leaf gateway's log:\n{leaf_gw.log_text()[-8000:]}")
+        raise
     finally:
         hub_gw.stop()
         leaf_gw.stop()
@@ -138,6 +163,9 @@ def _replicate_and_compare(sites: HubAndLeaf, hub, leaf) -> None:  # type: ignor
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)]},
     )  # fmt: skip
     hub.put_object(Bucket=SECOND, Key="s", Body=b"second bucket")
+    # An upload in progress at the origin: listed at the replica, and completed there once promoted.
+    pending = hub.create_multipart_upload(Bucket=BUCKET, Key="pending")["UploadId"]
+    hub.upload_part(Bucket=BUCKET, Key="pending", UploadId=pending, PartNumber=1, Body=part)
 
     # Refusals before anything is made: an origin bucket that does not exist, a bad domain name, a
     # name taken here.
@@ -148,6 +176,16 @@ def _replicate_and_compare(sites: HubAndLeaf, hub, leaf) -> None:  # type: ignor
     leaf.create_bucket(Bucket="local")
     taken = admin("--natsServers", sites.leaf.url, "bucket", "replicate", "local", "--from-domain", "hub")
     assert taken.returncode == 5 and "exists here already" in taken.stderr, taken.stderr
+
+    # A mistyped domain says what is wrong; a mirror NATS cannot make (three replicas on a one-server
+    # site) leaves no source of the bucket's records behind.
+    typo = admin("--natsServers", sites.leaf.url, "bucket", "replicate", BUCKET, "--from-domain", "hbu")
+    assert typo.returncode == 1 and "no JetStream answers at $JS.hbu.API" in typo.stderr, typo.stderr
+    too_many = admin(
+        "--natsServers", sites.leaf.url, "bucket", "replicate", BUCKET, "--from-domain", "hub", "--replicas", "3"
+    )
+    assert too_many.returncode == 1 and "creating the mirror" in too_many.stderr, too_many.stderr
+    assert _of(BUCKET, _sourced_here(sites.leaf.url)) == set()
 
     for bucket in (BUCKET, SECOND):
         made = admin("--natsServers", sites.leaf.url, "--json", "bucket", "replicate", bucket, "--from-domain", "hub")
@@ -165,6 +203,9 @@ def _replicate_and_compare(sites: HubAndLeaf, hub, leaf) -> None:  # type: ignor
     assert leaf.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
     assert leaf.get_bucket_cors(Bucket=BUCKET)["CORSRules"][0]["AllowedOrigins"] == ["https://example.com"]
     assert {b["Name"] for b in leaf.list_buckets()["Buckets"]} == {BUCKET, SECOND, "local"}
+    uploads = eventually(lambda: leaf.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []), lambda u: len(u) == 1)
+    assert (uploads[0]["Key"], uploads[0]["UploadId"]) == ("pending", pending)
+    assert [p["PartNumber"] for p in leaf.list_parts(Bucket=BUCKET, Key="pending", UploadId=pending)["Parts"]] == [1]
     assert eventually(lambda: _keys(leaf, SECOND, ""), lambda n: n == 1) == 1
     # A replica is a source for copies into the leaf's own buckets.
     leaf.copy_object(Bucket="local", Key="copied", CopySource={"Bucket": BUCKET, "Key": "a"})
@@ -183,7 +224,7 @@ def _replicate_and_compare(sites: HubAndLeaf, hub, leaf) -> None:  # type: ignor
     assert eventually(cors_gone, bool)
     info = _info(sites.leaf.url, BUCKET)["replication"]
     assert info["origin"] == "$JS.hub.API" and info["domain"] == "hub"
-    assert info["stream"]["error"] is None and info["configuration"] is not None
+    assert info["stream"]["error"] is None and info["configuration"] is not None and info["uploads"] is not None
 
 
 def _read_only(sites: HubAndLeaf, leaf) -> None:  # type: ignore[no-untyped-def]
@@ -196,11 +237,64 @@ def _read_only(sites: HubAndLeaf, leaf) -> None:  # type: ignore[no-untyped-def]
     _refused(lambda: leaf.put_object_tagging(Bucket=BUCKET, Key="a", Tagging={"TagSet": []}))
     _refused(lambda: leaf.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"}))
     _refused(lambda: leaf.delete_bucket(Bucket=BUCKET))
+    _refused(lambda: leaf.abort_multipart_upload(Bucket=BUCKET, Key="pending", UploadId=_pending(leaf)))
+    # CreateBucket of a replica's name answers as for any bucket of the caller's (S3's us-east-1 rule:
+    # success, nothing changed), not as a write refused.
+    leaf.create_bucket(Bucket=BUCKET)
+    assert _info(sites.leaf.url, BUCKET)["replication"]["configuration"] is not None
     assert leaf.get_object(Bucket=BUCKET, Key="a")["Body"].read() == b"first"  # nothing changed
     quota = admin("--natsServers", sites.leaf.url, "bucket", "quota", BUCKET, "--max-bytes", "1GiB")
     assert quota.returncode == 5 and "replica" in quota.stderr, quota.stderr
     own = admin("--natsServers", sites.leaf.url, "bucket", "promote", "local")
     assert own.returncode == 5 and "not a replica" in own.stderr, own.stderr
+
+
+def _pending(s3) -> str:  # type: ignore[no-untyped-def]
+    return str(s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"][0]["UploadId"])
+
+
+def _drop_replica(sites: HubAndLeaf, hub, leaf) -> None:  # type: ignore[no-untyped-def]
+    """A replica dropped goes with its sources and records; a bucket made here of its name later is
+    this site's own, and the origin's changes no longer reach it."""
+    hub.create_bucket(Bucket=DROPPED)
+    hub.put_object(Bucket=DROPPED, Key="d", Body=b"d")
+    hub.create_multipart_upload(Bucket=DROPPED, Key="upload")
+    made = admin("--natsServers", sites.leaf.url, "bucket", "replicate", DROPPED, "--from-domain", "hub")
+    assert made.returncode == 0, made.stderr
+    assert eventually(lambda: _keys(leaf, DROPPED, ""), lambda n: n == 1) == 1
+    assert eventually(lambda: len(leaf.list_multipart_uploads(Bucket=DROPPED).get("Uploads", [])), bool)
+    own = admin("--natsServers", sites.leaf.url, "bucket", "drop-replica", "local")
+    assert own.returncode == 5 and "not a replica" in own.stderr, own.stderr
+    dropped = admin("--natsServers", sites.leaf.url, "--json", "bucket", "drop-replica", DROPPED)
+    assert dropped.returncode == 0, dropped.stderr
+    assert json.loads(dropped.stdout) == {"bucket": DROPPED, "dropped": True}
+    assert _of(DROPPED, _sourced_here(sites.leaf.url)) == set()
+    assert len(_of(BUCKET, _sourced_here(sites.leaf.url))) == 2  # the other replicas keep theirs
+    with pytest.raises(ClientError) as caught:
+        leaf.head_bucket(Bucket=DROPPED)
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert admin("--natsServers", sites.leaf.url, "bucket", "drop-replica", DROPPED).returncode == 3
+
+    leaf.create_bucket(Bucket=DROPPED)
+    assert leaf.list_multipart_uploads(Bucket=DROPPED).get("Uploads", []) == []
+    assert "Status" not in leaf.get_bucket_versioning(Bucket=DROPPED)
+    hub.put_bucket_versioning(Bucket=DROPPED, VersioningConfiguration={"Status": "Enabled"})
+    # A change at the origin that does arrive (another replica's), and then some: the dropped one's not.
+    hub.put_bucket_tagging(Bucket=BUCKET, Tagging={"TagSet": [{"Key": "mark", "Value": DROPPED}]})
+    assert eventually(lambda: _tags_or_none(leaf, BUCKET), lambda t: t == {"mark": DROPPED}) == {"mark": DROPPED}
+    time.sleep(0.5)
+    assert "Status" not in leaf.get_bucket_versioning(Bucket=DROPPED)
+    leaf.put_object(Bucket=DROPPED, Key="mine", Body=b"here")
+    assert _keys(leaf, DROPPED, "") == 1
+    leaf.delete_object(Bucket=DROPPED, Key="mine")
+    leaf.delete_bucket(Bucket=DROPPED)
+
+
+def _tags_or_none(s3, bucket: str) -> dict[str, str] | None:  # type: ignore[no-untyped-def]
+    try:
+        return {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
+    except ClientError:
+        return None
 
 
 def _burst_and_cut(sites: HubAndLeaf, hub, leaf) -> None:  # type: ignore[no-untyped-def]
@@ -280,6 +374,15 @@ def _promote(sites: HubAndLeaf, hub_gw: GatewayProcess, leaf) -> None:  # type: 
     assert leaf.get_object(Bucket=BUCKET, Key="after-promotion")["Body"].read() == b"mine now"
     assert leaf.get_object(Bucket=BUCKET, Key="a")["Body"].read() == b"changed while cut"
     assert leaf.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+    pending = _pending(leaf)
+    parts = [p for p in leaf.list_parts(Bucket=BUCKET, Key="pending", UploadId=pending)["Parts"]]
+    second = leaf.upload_part(Bucket=BUCKET, Key="pending", UploadId=pending, PartNumber=2, Body=b"tail")["ETag"]
+    leaf.complete_multipart_upload(
+        Bucket=BUCKET, Key="pending", UploadId=pending,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": parts[0]["ETag"]}, {"PartNumber": 2, "ETag": second}]},
+    )  # fmt: skip
+    assert leaf.get_object(Bucket=BUCKET, Key="pending")["Body"].read()[-4:] == b"tail"
+    assert leaf.head_object(Bucket=BUCKET, Key="pending")["ContentLength"] == 5 * 1024 * 1024 + 4
     leaf.delete_object(Bucket=BUCKET, Key="burst/00000")
     assert _keys(leaf, BUCKET, "burst/") == 299
     assert _info(sites.leaf.url, BUCKET)["replication"] is None

@@ -74,13 +74,15 @@ async def bucket_info(
             for r in config.notifications or []
         ],
         "stream_max_bytes": int(stream_config.get("max_bytes") or -1),
-        "replication": replication.state(info, await _kv_info_if_replica(store, info), bucket),
+        "replication": replication.state(info, await _record_sources_if_replica(store, info, bucket)),
         "usage": await usage(store, uploads, bucket, progress),
     }
 
 
-async def _kv_info_if_replica(store: NatsStore, info: dict[str, Any]) -> dict[str, Any] | None:
-    return await replication.kv_stream_info(store) if origin_in(info.get("config")) is not None else None
+async def _record_sources_if_replica(store: NatsStore, info: dict[str, Any], bucket: str) -> list[dict[str, Any]]:
+    if origin_in(info.get("config")) is None:
+        return []
+    return store.config_sources.of(bucket, (await store.config_sources.kv_info()).get("sources"))
 
 
 async def total_usage(
@@ -150,7 +152,11 @@ def describe_replication(state: dict[str, Any] | None) -> str:
         return f"{what}: {s['lag']} behind{contact}{error}"
 
     return f"read-only replica of {state['origin']}; " + "; ".join(
-        [source("objects", state["stream"]), source("configuration", state["configuration"])]
+        [
+            source("objects", state["stream"]),
+            source("configuration", state["configuration"]),
+            source("uploads", state["uploads"]),
+        ]
     )
 
 

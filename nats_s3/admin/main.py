@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     replicate.add_argument("--replicas", type=int, default=None, help="the replica stream's replicas (--natsReplicas)")
     promote = bucket.add_parser("promote", help="make a replica this site's own, writable bucket")
     promote.add_argument("bucket")
+    drop = bucket.add_parser(
+        "drop-replica", help="delete a replica here with all it holds (the origin's bucket is not touched)"
+    )
+    drop.add_argument("bucket")
     owner = commands.add_parser("owner", help="owners").add_subparsers(dest="action", required=True)
     owner_quota = owner.add_parser("quota", help="set or remove the quota of all buckets one owner has")
     owner_quota.add_argument("owner", nargs="?", default=None, help="canonical user id")
@@ -232,6 +236,12 @@ async def bucket_promote(a: Admin) -> int:
     return EXIT_OK
 
 
+async def bucket_drop_replica(a: Admin) -> int:
+    await a.store.drop_replica(a.args.bucket)
+    a.out({"bucket": a.args.bucket, "dropped": True}, lambda: sys.stdout.write(f"{a.args.bucket}: replica dropped\n"))
+    return EXIT_OK
+
+
 async def owner_quota(a: Admin) -> int:
     if (a.args.owner is None) == (a.args.access_key is None):
         raise UsageError("name the owner by canonical user id or by --access-key, one of them")
@@ -298,6 +308,7 @@ COMMANDS: dict[tuple[str, str | None], Callable[[Admin], Awaitable[int]]] = {
     ("bucket", "quota"): bucket_quota,
     ("bucket", "replicate"): bucket_replicate,
     ("bucket", "promote"): bucket_promote,
+    ("bucket", "drop-replica"): bucket_drop_replica,
     ("owner", "quota"): owner_quota,
     ("usage", None): usage,
     ("gc", "status"): gc_status,

@@ -72,8 +72,14 @@ class BucketConfig(BaseModel):
             return Versioning.NEVER
 
 
-def _record_key(bucket: str) -> str:
+def record_key(bucket: str) -> str:
+    """The key of the bucket's configuration record in the gateway's KV bucket."""
     return BUCKET_PREFIX + naming.nats_bucket(bucket)
+
+
+def upload_prefix(kv_prefix: str, bucket: str) -> str:
+    """Where one bucket's multipart records sit in the gateway's KV bucket."""
+    return f"{kv_prefix}mp.{naming.nats_bucket(bucket)}."
 
 
 class BucketConfigs:
@@ -141,13 +147,13 @@ class BucketConfigs:
         """A record for a bucket that has none (made before bucket records existed), unless one appeared."""
         config = BucketConfig(name=bucket, created=format_mtime(created.astimezone(UTC)))
         with contextlib.suppress(RecordConflict):
-            await self.records.create(_record_key(bucket), config.model_dump_json().encode())
+            await self.records.create(record_key(bucket), config.model_dump_json().encode())
             self._cache.setdefault(naming.nats_bucket(bucket), config)
 
     async def create(self, bucket: str, created: datetime, owner: str = "", region: str | None = None) -> None:
         """A new bucket's record, replacing whatever a deleted bucket of that name left."""
         config = BucketConfig(name=bucket, created=format_mtime(created.astimezone(UTC)), owner=owner, region=region)
-        key = _record_key(bucket)
+        key = record_key(bucket)
         for _ in range(CAS_RETRIES):
             revision = await self.records.last_revision(key)
             try:
@@ -160,7 +166,7 @@ class BucketConfigs:
 
     async def update(self, bucket: str, change: Callable[[BucketConfig], BucketConfig]) -> BucketConfig:
         """Apply `change` (a function of the current config returning the new one), compare-and-set."""
-        key = _record_key(bucket)
+        key = record_key(bucket)
         for _ in range(CAS_RETRIES):
             found = await self.records.get(key)
             current = BucketConfig.model_validate_json(found.value) if found else BucketConfig(name=bucket)
@@ -179,7 +185,7 @@ class BucketConfigs:
         return await self.update(bucket, lambda config: config.model_copy(update=fields))
 
     async def forget(self, bucket: str) -> None:
-        key = _record_key(bucket)
+        key = record_key(bucket)
         with contextlib.suppress(RecordConflict):
             revision = await self.records.last_revision(key)
             if revision:

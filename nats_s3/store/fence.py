@@ -18,8 +18,8 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 
-from .errors import BucketNotFound, StoreUnavailable
-from .jsapi import ERR_STREAM_NOT_FOUND, js_request
+from .errors import StoreUnavailable
+from .jsapi import js_request, stream_info, stream_update
 
 ERR_MESSAGE_TOO_BIG = 10054  # "message size exceeds maximum allowed": what a fenced stream answers
 FENCE_KEY = "nats-s3.fence"  # "<deadline, POSIX seconds>:<token>:<margin, seconds>"
@@ -40,21 +40,12 @@ class Fence:
 
 
 async def _config(nc: NatsClient, stream: str) -> dict[str, Any]:
-    resp = await js_request(nc, f"STREAM.INFO.{stream}")
-    if err := resp.get("error"):
-        if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-            raise BucketNotFound(stream)
-        raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
-    config: dict[str, Any] = resp["config"]
+    config: dict[str, Any] = (await stream_info(nc, stream))["config"]
     return config
 
 
 async def _update(nc: NatsClient, stream: str, config: dict[str, Any]) -> None:
-    resp = await js_request(nc, f"STREAM.UPDATE.{stream}", config)
-    if err := resp.get("error"):
-        if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-            raise BucketNotFound(stream)
-        raise StoreUnavailable(f"stream update {stream}: {err.get('description')}")
+    await stream_update(nc, {**config, "name": stream})
 
 
 def current_fence(config: dict[str, Any]) -> Fence | None:

@@ -9,7 +9,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
-from .errors import StoreUnavailable
+from .errors import BucketNotFound, StoreUnavailable
 from .replies import replies_for
 
 API_PREFIX = "$JS.API"
@@ -55,3 +55,28 @@ async def js_request(
             continue
         return resp
     raise AssertionError("unreachable")
+
+
+async def stream_info(
+    nc: NatsClient, stream: str, *, api: str = API_PREFIX, missing: str | None = None
+) -> dict[str, Any]:
+    """STREAM.INFO: BucketNotFound (naming `missing`, else the stream) when there is no such stream,
+    StoreUnavailable for any other error."""
+    resp = await js_request(nc, f"STREAM.INFO.{stream}", api=api)
+    if err := resp.get("error"):
+        if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+            raise BucketNotFound(missing or stream)
+        where = "" if api == API_PREFIX else f" at {api}"
+        raise StoreUnavailable(f"stream info {stream}{where}: {err.get('description')}")
+    return resp
+
+
+async def stream_update(nc: NatsClient, config: dict[str, Any], *, missing: str | None = None) -> dict[str, Any]:
+    """STREAM.UPDATE of the stream `config` names, with the errors of `stream_info`."""
+    stream = config["name"]
+    resp = await js_request(nc, f"STREAM.UPDATE.{stream}", config)
+    if err := resp.get("error"):
+        if err.get("err_code") == ERR_STREAM_NOT_FOUND:
+            raise BucketNotFound(missing or stream)
+        raise StoreUnavailable(f"stream update {stream}: {err.get('description')}")
+    return resp

@@ -19,6 +19,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from . import naming
+from .bucket_config import upload_prefix
 from .chunks import WrittenChunks
 from .claims import ClaimSpec, part_owner, send_claims
 from .errors import (
@@ -126,11 +127,6 @@ Finalize = Callable[[list[PartRecord]], Checksum | None]
 def multipart_etag(parts: list[PartRecord]) -> str:
     digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
     return f"{digest}-{len(parts)}"
-
-
-def upload_prefix(kv_prefix: str, bucket: str) -> str:
-    """Where one bucket's multipart records sit in the gateway's KV bucket."""
-    return f"{kv_prefix}mp.{naming.nats_bucket(bucket)}."
 
 
 def _upload_key(upload_id: str) -> str:

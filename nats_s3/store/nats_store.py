@@ -16,6 +16,7 @@ from nats.nuid import NUID
 from . import naming
 from .bucket_config import BucketConfig, BucketConfigs
 from .chunks import ChunkReader
+from .config_sources import ConfigSources
 from .direct_reads import DirectReads, LastMessage, NotDirect
 from .errors import (
     BucketAlreadyExists,
@@ -34,7 +35,15 @@ from .errors import (
 from .event_publisher import EventPublisher
 from .fence import lift_fence, raise_fence, still_fenced
 from .index_snapshot import IndexSnapshots
-from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NAME_IN_USE, ERR_STREAM_NOT_FOUND, js_request
+from .jsapi import (
+    API_PREFIX,
+    ERR_NO_MESSAGE,
+    ERR_STREAM_NAME_IN_USE,
+    ERR_STREAM_NOT_FOUND,
+    js_request,
+    stream_info,
+    stream_update,
+)
 from .list_index import ListIndex, ListPage, VersionPage
 from .models import BucketInfo, ObjectInfo, PartRef, parse_mtime
 from .owner_quotas import OwnerQuotas
@@ -106,6 +115,7 @@ class NatsStore(VersionedWrites):
             owner_limit=self.owner_quotas.limit,
         )
         self.replica_origins = ReplicaRegistry(self.stream_info)
+        self.config_sources = ConfigSources(nc, self.configs.records)
         self.pauses = PausePoints()
         # What else must agree before a bucket goes, and be forgotten once it went (multipart records).
         self.deletion_checks: list[Callable[[str], Awaitable[None]]] = []
@@ -175,6 +185,11 @@ class NatsStore(VersionedWrites):
             if placement is not None and err.get("err_code") in (ERR_NO_PEERS, ERR_NO_PEERS_FOR):
                 raise InvalidPlacement(f"NATS cannot place {region}: {err.get('description')}")
             raise StoreUnavailable(f"create stream {stream}: {err.get('description')}")
+        # A replicate command of this name that died half way (store/replication.py) may have left the
+        # sources of its records: they would keep bringing the origin's settings into this bucket. Looked
+        # for only once the stream is ours: those of a live replica of this name are not stale.
+        if await self.config_sources.present(bucket):
+            await self.config_sources.remove(bucket)
         info = BucketInfo(bucket, _parse_created(resp.get("created")))
         await self.configs.create(bucket, info.created, owner, region)
         return info
@@ -192,11 +207,7 @@ class NatsStore(VersionedWrites):
             )
         wanted = stream_max_bytes(quota)
         if int(config.get("max_bytes") or -1) != wanted:
-            resp = await self._api(f"STREAM.UPDATE.{config['name']}", {**config, "max_bytes": wanted})
-            if err := resp.get("error"):
-                if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-                    raise BucketNotFound(bucket)
-                raise StoreUnavailable(f"setting the limits of {config['name']}: {err.get('description')}")
+            await stream_update(self.nc, {**config, "max_bytes": wanted}, missing=bucket)
         if not self.configs.known(bucket):
             await self.configs.adopt(bucket, _parse_created(info.get("created")))
         updated = await self.configs.set_fields(bucket, quota=quota)
@@ -212,14 +223,9 @@ class NatsStore(VersionedWrites):
     async def _live_objects(self, bucket: str) -> int:
         return len(await self.index.current(bucket))
 
-    async def stream_info(self, bucket: str) -> dict[str, Any]:
-        stream = naming.stream_name(naming.nats_bucket(bucket))
-        resp = await self._api(f"STREAM.INFO.{stream}")
-        if err := resp.get("error"):
-            if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-                raise BucketNotFound(bucket)
-            raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
-        return resp
+    async def stream_info(self, bucket: str, *, api: str = API_PREFIX) -> dict[str, Any]:
+        """The info of the bucket's stream (`api`: in another JetStream domain)."""
+        return await stream_info(self.nc, naming.stream_name(naming.nats_bucket(bucket)), api=api, missing=bucket)
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
         return BucketInfo(bucket, _parse_created((await self.stream_info(bucket)).get("created")))
@@ -235,10 +241,7 @@ class NatsStore(VersionedWrites):
             return  # a replica: its record comes from the origin (store/replication.py), it takes no writes
         wanted = naming.stream_subjects(naming.nats_bucket(bucket))
         if set(wanted) - set(config.get("subjects") or []):
-            stream = config["name"]
-            resp = await self._api(f"STREAM.UPDATE.{stream}", {**config, "subjects": wanted})
-            if err := resp.get("error"):
-                raise StoreUnavailable(f"updating the subjects of {stream}: {err.get('description')}")
+            await stream_update(self.nc, {**config, "subjects": wanted}, missing=bucket)
         await self.configs.adopt(bucket, _parse_created(info.get("created")))
 
     async def list_buckets(self) -> list[BucketInfo]:
@@ -316,12 +319,32 @@ class NatsStore(VersionedWrites):
                     raise BucketNotFound(bucket)
                 raise StoreUnavailable(f"delete stream {stream}: {err.get('description')}")
             deleted = True
-            self.direct.forget(stream)
-            self.replica_origins.forget(bucket)
         finally:
             if not deleted:
                 with contextlib.suppress(BucketNotFound, StoreUnavailable):
                     await lift_fence(self.nc, stream, fence.token)
+        await self._forget_bucket(bucket)
+
+    async def drop_replica(self, bucket: str) -> None:
+        """Delete a replica here, whatever it holds (the origin keeps the bucket): its sources stop,
+        its stream and records go. ReplicationRefused for a bucket of this site's own."""
+        info = await self.stream_info(bucket)
+        if origin_in(info.get("config")) is None:
+            raise ReplicationRefused(f"bucket {bucket} is not a replica; delete it as any bucket (emptied first)")
+        await self.config_sources.remove(bucket)
+        await self.index.forget(bucket)
+        stream = info["config"]["name"]
+        resp = await self._api(f"STREAM.DELETE.{stream}")
+        if (err := resp.get("error")) and err.get("err_code") != ERR_STREAM_NOT_FOUND:
+            raise StoreUnavailable(f"delete stream {stream}: {err.get('description')}")
+        await self._forget_bucket(bucket)
+
+    async def _forget_bucket(self, bucket: str) -> None:
+        """After a bucket's stream went: what is kept about the bucket elsewhere goes too."""
+        self.direct.forget(naming.stream_name(naming.nats_bucket(bucket)))
+        self.replica_origins.forget(bucket)
+        if await self.config_sources.present(bucket):
+            await self.config_sources.remove(bucket)
         await self.configs.forget(bucket)
         if self.index.snapshots is not None:
             with contextlib.suppress(StoreUnavailable):  # derived data; a stale one is never used anyway

@@ -19,7 +19,7 @@ from nats.js import api as js_api
 from nats.js.client import JetStreamContext
 
 from .errors import BucketNotFound, StoreUnavailable
-from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, ERR_WRONG_LAST_SEQUENCE, js_request
+from .jsapi import API_PREFIX, ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND, ERR_WRONG_LAST_SEQUENCE, js_request
 from .publisher import NoStream, Publisher, PublishRejected
 from .quotas import refusal
 
@@ -41,8 +41,19 @@ class Records:
     """Records `<prefix><key>` in one stream; every write states the revision it replaces, so two
     gateways can never both believe they made the same change."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, publisher: Publisher, stream: str, prefix: str) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        publisher: Publisher,
+        stream: str,
+        prefix: str,
+        *,
+        api: str = API_PREFIX,
+    ) -> None:
+        """`api`: the JetStream API the records are read through (another domain's, to read only)."""
         self._nc = nc
+        self._api = api
         self._js = js
         self._publisher = publisher
         self.stream = stream
@@ -55,7 +66,9 @@ class Records:
         return BucketNotFound(self.stream)
 
     async def _last(self, key: str) -> dict | None:
-        resp = await js_request(self._nc, f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": self.prefix + key})
+        resp = await js_request(
+            self._nc, f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": self.prefix + key}, api=self._api
+        )
         if err := resp.get("error"):
             if err.get("err_code") == ERR_NO_MESSAGE:
                 return None

@@ -78,16 +78,24 @@ class ReplicaRegistry:
             task.exception()  # retrieved: a background refresh's failure only keeps the old answer
 
     async def _look(self, bucket: str) -> Origin | None:
+        asked = self._known.get(bucket)
         try:
             info = await self._stream_info(bucket)
         except BucketNotFound:
             # Not remembered: a bucket made (or replicated) next is looked up at its first write.
-            self._known.pop(bucket, None)
-            return None
+            # Unless something was learned while the question was out (a replicate command's own
+            # learn()): that answer is newer than this one.
+            if self._known.get(bucket) is asked:
+                self._known.pop(bucket, None)
+            known = self._known.get(bucket)
+            return known[1] if known is not None else None
         except StoreUnavailable:
             known = self._known.get(bucket)
             if known is None:
                 raise
+            # Held for another refresh period: with NATS away, each of a replica's writes would
+            # otherwise wait for a question of its own before being refused.
+            self._known[bucket] = (time.monotonic(), known[1])
             return known[1]
         return self.learn(bucket, info)
 

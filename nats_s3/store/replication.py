@@ -16,19 +16,25 @@ gives the stream its subjects: the bucket is then this site's own, with the orig
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
+import nats.errors
+
 from . import naming
-from .bucket_config import BUCKET_PREFIX, GATEWAY_KV
+from .bucket_config import record_key
 from .errors import BucketNotFound, ReplicationRefused, StoreUnavailable
-from .jsapi import ERR_NO_MESSAGE, ERR_STREAM_NAME_IN_USE, ERR_STREAM_NOT_FOUND, js_request
+from .jsapi import ERR_STREAM_NAME_IN_USE
 from .nats_store import NatsStore
 from .quotas import stream_max_bytes
+from .records import Records
 from .replicas import origin_in
 
 RECORD_WAIT = 30.0
 META_REPLICA_OF = "nats-s3.replica-of"
 META_PROMOTED_FROM = "nats-s3.promoted-from"
+ERR_MIRROR_NOT_UPDATABLE = 10055  # "stream mirror configuration can not be updated": before nats-server 2.12
+PROMOTE_SINCE = (2, 12)  # the first nats-server release that turns a mirror into a stream of its own
 
 
 def domain_api(domain: str) -> str:
@@ -38,56 +44,49 @@ def domain_api(domain: str) -> str:
     return f"$JS.{domain}.API"
 
 
-def _record_subject(bucket: str) -> str:
-    return f"$KV.{GATEWAY_KV}.{BUCKET_PREFIX}{naming.nats_bucket(bucket)}"
-
-
-def _record_source(sources: list[dict[str, Any]] | None, bucket: str) -> dict[str, Any] | None:
-    """The source (of the KV stream's `sources`) that brings the bucket's configuration record."""
-    subject = _record_subject(bucket)
-    return next((s for s in sources or [] if s.get("filter_subject") == subject), None)
-
-
-def _external(api: str) -> dict[str, str]:
-    return {"api": api, "deliver": ""}
-
-
 async def replicate(store: NatsStore, bucket: str, api: str, *, replicas: int = 1) -> dict[str, Any]:
     """Make `bucket` here a replica of the bucket of that name behind JetStream API `api`."""
-    nb = naming.nats_bucket(bucket)
-    stream = naming.stream_name(nb)
-    try:
+    with contextlib.suppress(BucketNotFound):
         await store.stream_info(bucket)
         raise ReplicationRefused(f"bucket {bucket} exists here already; a replica needs a bucket name that does not")
-    except BucketNotFound:
-        pass
-    origin = await js_request(store.nc, f"STREAM.INFO.{stream}", api=api)
-    if err := origin.get("error"):
-        if err.get("err_code") == ERR_STREAM_NOT_FOUND:
-            raise BucketNotFound(f"{bucket} (at {api})")
-        raise StoreUnavailable(f"stream info {stream} at {api}: {err.get('description')}")
+    try:
+        origin = await store.stream_info(bucket, api=api)
+    except StoreUnavailable as exc:
+        if isinstance(exc.__cause__, nats.errors.NoRespondersError):
+            raise StoreUnavailable(f"no JetStream answers at {api}: is the domain right, and the link up?") from exc
+        raise
     origin_config = origin.get("config") or {}
-    # The configuration first, so that gateways here never serve the bucket without its owner and policy.
-    if await _origin_has_record(store, bucket, api):
-        await _source_record(store, bucket, api)
-        await _wait_for_record(store, bucket)
-    config = {
-        "name": stream,
-        "description": f"nats-s3 replica of bucket {bucket} ({api})",
-        "storage": origin_config.get("storage") or "file",
-        "num_replicas": replicas,
-        "retention": "limits",
-        "discard": "old",
-        "allow_direct": True,
-        "allow_rollup_hdrs": True,  # the origin's rollups (a key's latest meta replacing the last) apply here too
-        "mirror": {"name": stream, "external": _external(api)},
-        "metadata": {"nats-s3.bucket": bucket, META_REPLICA_OF: api},
-    }
-    resp = await store._api(f"STREAM.CREATE.{stream}", config)
-    if err := resp.get("error"):
-        if err.get("err_code") == ERR_STREAM_NAME_IN_USE:
-            raise ReplicationRefused(f"bucket {bucket} exists here already")
-        raise StoreUnavailable(f"creating the mirror {stream}: {err.get('description')}")
+    stream = origin_config["name"]
+    # The records first, so that gateways here never serve the bucket without its owner and policy.
+    # Sourced even when the origin has no record yet (a bucket of an older gateway gets one at its
+    # first write there), so that it follows once it has.
+    await store.config_sources.add(bucket, api)
+    try:
+        if await _origin_record(store, bucket, api) is not None:
+            await _wait_for_record(store, bucket)
+        config = {
+            "name": stream,
+            "description": f"nats-s3 replica of bucket {bucket} ({api})",
+            "storage": origin_config.get("storage") or "file",
+            "num_replicas": replicas,
+            "retention": "limits",
+            "discard": "old",
+            "allow_direct": True,
+            "allow_rollup_hdrs": True,  # the origin's rollups (a key's latest meta replacing the last) apply here too
+            "mirror": {"name": stream, "external": {"api": api, "deliver": ""}},
+            "metadata": {"nats-s3.bucket": bucket, META_REPLICA_OF: api},
+        }
+        resp = await store._api(f"STREAM.CREATE.{stream}", config)
+        if err := resp.get("error"):
+            if err.get("err_code") == ERR_STREAM_NAME_IN_USE:
+                raise ReplicationRefused(f"bucket {bucket} exists here already")
+            raise StoreUnavailable(f"creating the mirror {stream}: {err.get('description')}")
+    except BaseException:
+        # Nothing half made is left: the records' sources would otherwise bring the origin's settings
+        # into a bucket of this name made here later.
+        with contextlib.suppress(Exception):
+            await store.config_sources.remove(bucket)
+        raise
     store.replica_origins.learn(bucket, resp)
     return {"bucket": bucket, "stream": stream, "origin": api, "replicas": replicas}
 
@@ -95,20 +94,24 @@ async def replicate(store: NatsStore, bucket: str, api: str, *, replicas: int = 
 async def promote(store: NatsStore, bucket: str) -> dict[str, Any]:
     """Make a replica this site's own bucket: its sources stop, its stream takes writes.
 
-    The configuration's source goes first: should the second step fail, the bucket is still a
-    replica (read-only) and promoting again finishes the job, rather than a writable bucket whose
-    settings the origin keeps overwriting."""
+    The records' sources go first: should the second step fail, the bucket is still a replica
+    (read-only) and promoting again finishes the job, rather than a writable bucket whose settings
+    the origin keeps overwriting."""
     info = await store.stream_info(bucket)
     config = dict(info["config"])
     origin = origin_in(config)
-    dropped = await _unsource_record(store, bucket)
     if origin is None:
-        if dropped:
-            return {"bucket": bucket, "promoted": True, "origin": None}
+        if await store.config_sources.remove(bucket):
+            return {"bucket": bucket, "promoted": True, "origin": None}  # the second step was done already
         raise ReplicationRefused(f"bucket {bucket} is not a replica")
-    nb = naming.nats_bucket(bucket)
+    version = store.nc.connected_server_version
+    if (version.major, version.minor) < PROMOTE_SINCE:
+        raise ReplicationRefused(
+            f"promotion needs nats-server 2.12 or later (it turns a mirror into a stream); this one is {version}"
+        )
+    await store.config_sources.remove(bucket)
     config.pop("mirror", None)
-    config["subjects"] = naming.stream_subjects(nb)
+    config["subjects"] = naming.stream_subjects(naming.nats_bucket(bucket))
     config["discard"] = "new"
     config["max_bytes"] = stream_max_bytes(store.configs.get(bucket).quota)
     metadata = {k: v for k, v in (config.get("metadata") or {}).items() if not k.startswith("_nats")}
@@ -117,23 +120,29 @@ async def promote(store: NatsStore, bucket: str) -> dict[str, Any]:
     config["metadata"] = metadata
     resp = await store._api(f"STREAM.UPDATE.{config['name']}", config)
     if err := resp.get("error"):
+        if err.get("err_code") == ERR_MIRROR_NOT_UPDATABLE:
+            # A server of the cluster is older than 2.12: the bucket stays the replica it was.
+            await store.config_sources.add(bucket, origin.api)
+            raise ReplicationRefused(f"the stream's servers cannot promote a mirror: {err.get('description')}")
         raise StoreUnavailable(f"promoting {config['name']}: {err.get('description')}")
     store.replica_origins.learn(bucket, resp)
     return {"bucket": bucket, "promoted": True, "origin": origin.api}
 
 
-def state(store_info: dict[str, Any], kv_info: dict[str, Any] | None, bucket: str) -> dict[str, Any] | None:
-    """A replica's replication as NATS reports it: the mirror's and the configuration source's lag
-    (messages not copied yet), their last contact with the origin, and any error. None: not a replica."""
+def state(store_info: dict[str, Any], record_sources: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A replica's replication as NATS reports it: for the mirror and for the sources of its records
+    (`ConfigSources.of` of the KV stream's info), the lag (messages not copied yet), the last contact
+    with the origin, and any error. None: not a replica."""
     origin = origin_in(store_info.get("config"))
     if origin is None:
         return None
-    record_source = _record_source((kv_info or {}).get("sources"), bucket)
+    records = dict(zip(("configuration", "uploads"), record_sources, strict=False))
     return {
         "origin": origin.api,
         "domain": origin.domain,
         "stream": _source_state(store_info.get("mirror")),
-        "configuration": _source_state(record_source),
+        "configuration": _source_state(records.get("configuration")),
+        "uploads": _source_state(records.get("uploads")),
     }
 
 
@@ -149,54 +158,12 @@ def _source_state(found: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-async def _origin_has_record(store: NatsStore, bucket: str, api: str) -> bool:
-    resp = await js_request(
-        store.nc, f"STREAM.MSG.GET.KV_{GATEWAY_KV}", {"last_by_subj": _record_subject(bucket)}, api=api
-    )
-    if err := resp.get("error"):
-        if err.get("err_code") in (ERR_NO_MESSAGE, ERR_STREAM_NOT_FOUND):
-            return False
-        raise StoreUnavailable(f"reading the configuration of {bucket} at {api}: {err.get('description')}")
-    return True
-
-
-async def kv_stream_info(store: NatsStore) -> dict[str, Any]:
-    """The info of the gateway KV bucket's stream, whose sources bring replicas' configuration records."""
-    stream = store.configs.records.stream
-    resp = await store._api(f"STREAM.INFO.{stream}")
-    if err := resp.get("error"):
-        raise StoreUnavailable(f"stream info {stream}: {err.get('description')}")
-    return resp
-
-
-async def _update_kv(store: NatsStore, config: dict[str, Any]) -> None:
-    resp = await store._api(f"STREAM.UPDATE.{config['name']}", config)
-    if err := resp.get("error"):
-        raise StoreUnavailable(f"updating the sources of {config['name']}: {err.get('description')}")
-
-
-async def _source_record(store: NatsStore, bucket: str, api: str) -> None:
-    config = dict((await kv_stream_info(store))["config"])
-    subject = _record_subject(bucket)
-    sources = [s for s in config.get("sources") or [] if s.get("filter_subject") != subject]
-    # From the start of the origin's KV: a source added to a stream with messages would otherwise begin
-    # at the time of its last message, and miss a record written before that.
-    sources.append({"name": config["name"], "filter_subject": subject, "external": _external(api), "opt_start_seq": 1})
-    config["sources"] = sources
-    await _update_kv(store, config)
-
-
-async def _unsource_record(store: NatsStore, bucket: str) -> bool:
-    """Stop sourcing the bucket's configuration; False when it was not sourced."""
-    config = dict((await kv_stream_info(store))["config"])
-    subject = _record_subject(bucket)
-    sources = config.get("sources") or []
-    kept = [s for s in sources if s.get("filter_subject") != subject]
-    if len(kept) == len(sources):
-        return False
-    config["sources"] = kept
-    await _update_kv(store, config)
-    return True
+async def _origin_record(store: NatsStore, bucket: str, api: str) -> bytes | None:
+    """The bucket's configuration record at the origin; None when it has none (deleted counts as none)."""
+    kv = store.configs.records
+    at_origin = Records(store.nc, store.js, store.publisher, kv.stream, kv.prefix, api=api)
+    found = await at_origin.get(record_key(bucket))
+    return found.value if found is not None else None
 
 
 async def _wait_for_record(store: NatsStore, bucket: str) -> None:
@@ -204,9 +171,9 @@ async def _wait_for_record(store: NatsStore, bucket: str) -> None:
     deadline = loop.time() + RECORD_WAIT
     while not store.configs.known(bucket):
         if loop.time() > deadline:
-            found = _record_source((await kv_stream_info(store)).get("sources"), bucket)
+            sources = store.config_sources.of(bucket, (await store.config_sources.kv_info()).get("sources"))
             raise StoreUnavailable(
                 f"the configuration of {bucket} did not arrive from the origin in {RECORD_WAIT:g}s "
-                f"(its source: {_source_state(found)})"
+                f"(its source: {_source_state(sources[0] if sources else None)})"
             )
         await asyncio.sleep(0.1)

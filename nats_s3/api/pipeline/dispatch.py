@@ -87,8 +87,9 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-# What a read-only replica bucket refuses (store/replicas.py): everything but reading.
-WRITES = frozenset(op for op in HANDLERS if not op.startswith(("Get", "Head", "List")))
+# What a read-only replica bucket refuses (store/replicas.py): everything but reading. CreateBucket of
+# its name gets S3's answer for a name taken (BucketAlreadyOwnedByYou / BucketAlreadyExists) instead.
+WRITES = frozenset(op for op in HANDLERS if not op.startswith(("Get", "Head", "List")) and op != "CreateBucket")
 
 
 class Dispatch:
