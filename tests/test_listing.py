@@ -177,64 +177,62 @@ def test_listing_reflects_metadata(s3, bucket: str) -> None:
     assert s3.list_objects_v2(Bucket=bucket)["Contents"][0]["Size"] == 3
 
 
-def test_read_your_writes_across_two_gateways(nats_url: str, credentials_file: Path) -> None:
+@pytest.fixture
+def two_gateways(nats_url: str, credentials_file: Path):  # type: ignore[no-untyped-def]
+    """Clients of two gateways on the same NATS."""
     one = GatewayProcess(credentials_file, nats_url).start()
     two = GatewayProcess(credentials_file, nats_url).start()
     try:
-        a, b = make_client(one.endpoint), make_client(two.endpoint)
-        name = f"ryw-{uuid.uuid4().hex[:8]}"
-        a.create_bucket(Bucket=name)
-        assert b.list_objects_v2(Bucket=name)["KeyCount"] == 0  # b's index exists before the writes
-        for i in range(30):
-            key = f"k/{i:03d}"
-            a.put_object(Bucket=name, Key=key, Body=b"x")
-            listed = [o["Key"] for o in b.list_objects_v2(Bucket=name, Prefix="k/").get("Contents", [])]
-            assert listed[-1] == key and len(listed) == i + 1
-        for i in range(30):
-            b.delete_object(Bucket=name, Key=f"k/{i:03d}")
-            listed = [o["Key"] for o in a.list_objects(Bucket=name).get("Contents", [])]
-            assert f"k/{i:03d}" not in listed and len(listed) == 29 - i
-        a.delete_bucket(Bucket=name)
-        with pytest.raises(ClientError) as err:
-            b.list_objects_v2(Bucket=name)
-        assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+        yield make_client(one.endpoint), make_client(two.endpoint)
     finally:
         one.stop()
         two.stop()
 
 
-def test_a_bucket_deleted_and_created_again_elsewhere_lists_as_the_new_one(
-    nats_url: str, credentials_file: Path
-) -> None:
+def test_read_your_writes_across_two_gateways(two_gateways) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_gateways
+    name = f"ryw-{uuid.uuid4().hex[:8]}"
+    a.create_bucket(Bucket=name)
+    assert b.list_objects_v2(Bucket=name)["KeyCount"] == 0  # b's index exists before the writes
+    for i in range(30):
+        key = f"k/{i:03d}"
+        a.put_object(Bucket=name, Key=key, Body=b"x")
+        listed = [o["Key"] for o in b.list_objects_v2(Bucket=name, Prefix="k/").get("Contents", [])]
+        assert listed[-1] == key and len(listed) == i + 1
+    for i in range(30):
+        b.delete_object(Bucket=name, Key=f"k/{i:03d}")
+        listed = [o["Key"] for o in a.list_objects(Bucket=name).get("Contents", [])]
+        assert f"k/{i:03d}" not in listed and len(listed) == 29 - i
+    a.delete_bucket(Bucket=name)
+    with pytest.raises(ClientError) as err:
+        b.list_objects_v2(Bucket=name)
+    assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+def test_a_bucket_deleted_and_created_again_elsewhere_lists_as_the_new_one(two_gateways) -> None:  # type: ignore[no-untyped-def]
     """A gateway holding the listing indexes of a bucket that another gateway deletes and creates again
     (before any housekeeping pass here notices) lists the new bucket's stream, not the old one's."""
-    one = GatewayProcess(credentials_file, nats_url).start()
-    two = GatewayProcess(credentials_file, nats_url).start()
-    try:
-        a, b = make_client(one.endpoint), make_client(two.endpoint)
-        name = f"again-{uuid.uuid4().hex[:8]}"
-        a.create_bucket(Bucket=name)
-        a.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-        for i in range(20):
-            for body in (b"one", b"two"):
-                a.put_object(Bucket=name, Key=f"old/{i:02d}", Body=body)
-        assert b.list_objects_v2(Bucket=name)["KeyCount"] == 20  # b holds both indexes of the old stream
-        assert len(b.list_object_versions(Bucket=name)["Versions"]) == 40
-        for v in a.list_object_versions(Bucket=name)["Versions"]:
-            a.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
-        a.delete_bucket(Bucket=name)
-        a.create_bucket(Bucket=name)  # a new stream, far shorter than the old one
-        a.put_object(Bucket=name, Key="new", Body=b"new")
+    a, b = two_gateways
+    name = f"again-{uuid.uuid4().hex[:8]}"
+    a.create_bucket(Bucket=name)
+    a.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    for i in range(20):
+        for body in (b"one", b"two"):
+            a.put_object(Bucket=name, Key=f"old/{i:02d}", Body=body)
+    assert b.list_objects_v2(Bucket=name)["KeyCount"] == 20  # b holds both indexes of the old stream
+    assert len(b.list_object_versions(Bucket=name)["Versions"]) == 40
+    for v in a.list_object_versions(Bucket=name)["Versions"]:
+        a.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
+    a.delete_bucket(Bucket=name)
+    a.create_bucket(Bucket=name)  # a new stream, far shorter than the old one
+    a.put_object(Bucket=name, Key="new", Body=b"new")
 
-        assert [o["Key"] for o in b.list_objects_v2(Bucket=name)["Contents"]] == ["new"]
-        versions = b.list_object_versions(Bucket=name)
-        assert [(v["Key"], v["VersionId"]) for v in versions["Versions"]] == [("new", "null")]
-        assert "DeleteMarkers" not in versions
-        b.delete_object(Bucket=name, Key="new")
-        b.delete_bucket(Bucket=name)  # its emptiness check reads the new stream's indexes too
-    finally:
-        one.stop()
-        two.stop()
+    assert [o["Key"] for o in b.list_objects_v2(Bucket=name)["Contents"]] == ["new"]
+    versions = b.list_object_versions(Bucket=name)
+    assert [(v["Key"], v["VersionId"]) for v in versions["Versions"]] == [("new", "null")]
+    assert "DeleteMarkers" not in versions
+    b.delete_object(Bucket=name, Key="new")
+    b.delete_bucket(Bucket=name)  # its emptiness check reads the new stream's indexes too
 
 
 def test_aws_cli_listing(gateway, listed_bucket: str, tmp_path: Path) -> None:
