@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import nats
 import pytest
 
 from nats_s3.store import config_sources
+from nats_s3.store.bucket_config import BucketConfig, record_key
 from nats_s3.store.lease import Lease
 from nats_s3.store.nats_store import NatsStore
+from nats_s3.store.records import KvRecords, Record, Records
 
 NOWHERE = "$JS.nowhere.API"
 
@@ -104,3 +107,81 @@ async def test_a_bucket_created_here_drops_stale_sources_of_its_name(store: Nats
         await store.delete_bucket(names[0])
     finally:
         await _clean(store, names)
+
+
+class _ReadThenInterleave:
+    """The gateway KV's records, where the next read of `key` runs `between` before it returns: the
+    moment another gateway's write lands after a reader has looked and before it writes."""
+
+    def __init__(self, records: KvRecords, key: str, between: Callable[[], Awaitable[object]]) -> None:
+        self._records = records
+        self._key = key
+        self._between: Callable[[], Awaitable[object]] | None = between
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._records, name)
+
+    async def _last(self, key: str) -> dict | None:
+        message = await self._records._last(key)
+        if key == self._key and self._between is not None:
+            between, self._between = self._between, None
+            await between()
+        return message
+
+    async def read(self, key: str) -> tuple[Record | None, int]:
+        return await Records.read(self, key)  # type: ignore[arg-type]
+
+    async def get(self, key: str) -> Record | None:
+        return await Records.get(self, key)  # type: ignore[arg-type]
+
+    async def last_revision(self, key: str) -> int:
+        return await Records.last_revision(self, key)  # type: ignore[arg-type]
+
+
+async def test_a_lease_taken_between_a_look_and_a_write_is_not_taken_twice(store: NatsStore) -> None:
+    """A finds no lease, B takes it, A writes: A's write states the revision it saw (none), so it
+    conflicts, and only B holds the lease."""
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    records = store.configs.records
+    b = Lease(records, name, config_sources.LEASE_TTL)
+    taken: list[bool] = []
+
+    async def b_takes_it() -> None:
+        taken.append(await b.acquire())
+
+    a = Lease(_ReadThenInterleave(records, f"lease.{name}", b_takes_it), name, config_sources.LEASE_TTL)  # type: ignore[arg-type]
+    try:
+        assert await a.acquire() is False
+        assert taken == [True] and b.held and not a.held
+        # and after B lets go, A takes it as usual
+        await b.release()
+        assert await a.acquire() is True
+    finally:
+        await a.release()
+        await b.release()
+
+
+async def test_a_configuration_written_between_a_look_and_a_write_is_kept(store: NatsStore) -> None:
+    """The same interleaving on a bucket's configuration record: a change that found no record must
+    not overwrite one another gateway wrote meanwhile; it is made again on top of that one."""
+    bucket = f"race-{uuid.uuid4().hex[:8]}"
+    configs = store.configs
+    key = record_key(bucket)
+
+    async def another_gateway_writes() -> None:
+        await configs.records.create(key, BucketConfig(name=bucket, owner="alice").model_dump_json().encode())
+
+    real = configs.records
+    configs.records = _ReadThenInterleave(real, key, another_gateway_writes)  # type: ignore[assignment]
+    try:
+        updated = await configs.update(bucket, lambda c: c.model_copy(update={"versioning": "Enabled"}))
+    finally:
+        configs.records = real
+    try:
+        assert updated.owner == "alice" and updated.versioning == "Enabled"
+        found = await real.get(key)
+        assert found is not None
+        stored = BucketConfig.model_validate_json(found.value)
+        assert stored.owner == "alice" and stored.versioning == "Enabled"
+    finally:
+        await configs.forget(bucket)

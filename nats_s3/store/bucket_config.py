@@ -168,10 +168,9 @@ class BucketConfigs:
         """Apply `change` (a function of the current config returning the new one), compare-and-set."""
         key = record_key(bucket)
         for _ in range(CAS_RETRIES):
-            found = await self.records.get(key)
+            found, revision = await self.records.read(key)
             current = BucketConfig.model_validate_json(found.value) if found else BucketConfig(name=bucket)
             updated = change(current.model_copy(deep=True))
-            revision = found.revision if found is not None else await self.records.last_revision(key)
             try:
                 await self.records.update(key, updated.model_dump_json().encode(), revision)
             except RecordConflict:

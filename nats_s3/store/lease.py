@@ -38,7 +38,7 @@ class Lease:
     async def acquire(self) -> bool:
         """Take or renew the lease; False while another live holder has it."""
         try:
-            found = await self._records.get(self._key)
+            found, revision = await self._records.read(self._key)
         except StoreUnavailable:
             self._valid_until = 0.0
             raise
@@ -53,7 +53,6 @@ class Lease:
                 return False
         started = time.monotonic()
         record = LeaseRecord(holder=self.holder, expires=now + self.ttl)
-        revision = found.revision if found is not None else await self._records.last_revision(self._key)
         try:
             self._revision = await self._records.update(self._key, record.model_dump_json().encode(), revision)
         except RecordConflict:

@@ -276,12 +276,11 @@ class MultipartStore:
         part_key = _part_key(upload_id, number)
         value = part.model_dump_json().encode()
         for _ in range(CAS_RETRIES):
-            current = await records.get(part_key)
+            current, expected = await records.read(part_key)
             old: PartRecord | None = _parse(PartRecord, current.value, part_key) if current is not None else None
             # The replaced part's bytes may still be chosen by a Complete running now: claim, don't free.
             specs = [ClaimSpec(old.nuid, None, owners)] if old is not None else []
             claims = await send_claims(self.store.publisher, nb, specs)
-            expected = current.revision if current is not None else await records.last_revision(part_key)
             try:
                 seq = await records.update(part_key, value, expected)
             except RecordConflict:

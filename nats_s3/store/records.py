@@ -79,14 +79,21 @@ class Records:
         return message
 
     async def get(self, key: str) -> Record | None:
+        return (await self.read(key))[0]
+
+    async def read(self, key: str) -> tuple[Record | None, int]:
+        """The live record (None when absent or deleted) and the revision a write replacing it must
+        state, both from one read: reading the revision apart from the record would let a record
+        written in between be overwritten unseen."""
         await self.ensure()
         message = await self._last(key)
         if message is None:
-            return None
+            return None, 0
+        revision = int(message["seq"])
         headers = base64.b64decode(message.get("hdrs") or "")
         if b"KV-Operation" in headers:
-            return None  # deleted or purged
-        return Record(key, int(message["seq"]), base64.b64decode(message.get("data") or ""))
+            return None, revision  # deleted or purged
+        return Record(key, revision, base64.b64decode(message.get("data") or "")), revision
 
     async def last_revision(self, key: str) -> int:
         """The sequence of the key's last message, deletions included (0: none)."""
