@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime
 import functools
@@ -94,8 +95,10 @@ class Target:
     region: str
     timeout: float
 
-    def signed_headers(self, method: str, path: str, payload_hash: str = EMPTY_SHA256) -> dict[str, str]:
-        req = AWSRequest(method=method, url=self.endpoint + path, headers={})
+    def signed_headers(
+        self, method: str, path: str, payload_hash: str = EMPTY_SHA256, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        req = AWSRequest(method=method, url=self.endpoint + path, headers=dict(extra or {}))
         auth = _PayloadHashAuth(Credentials(self.access_key, self.secret_key), self.region, payload_hash)
         auth.add_auth(req)
         return dict(req.headers.items())
@@ -207,8 +210,8 @@ def _etag(value: str | None) -> str:
 # --- clients: raw http.client (default) and requests, kept for comparison -----------------------------------------
 
 
-def raw_put(target: Target, path: str, block: memoryview, size: int) -> str:
-    headers = target.signed_headers("PUT", path, UNSIGNED_PAYLOAD)
+def raw_put(target: Target, path: str, block: memoryview, size: int, extra: Mapping[str, str]) -> str:
+    headers = target.signed_headers("PUT", path, UNSIGNED_PAYLOAD, extra)
     with target.connect() as conn:
         conn.putrequest("PUT", path, skip_accept_encoding=True)
         for name, value in headers.items():
@@ -235,9 +238,9 @@ def raw_put(target: Target, path: str, block: memoryview, size: int) -> str:
         return _etag(resp.getheader("ETag"))
 
 
-def raw_get(target: Target, path: str, check: BodyCheck) -> GetOutcome:
+def raw_get(target: Target, path: str, check: BodyCheck, extra: Mapping[str, str]) -> GetOutcome:
     with target.connect() as conn:
-        conn.request("GET", path, headers=target.signed_headers("GET", path))
+        conn.request("GET", path, headers=target.signed_headers("GET", path, extra=extra))
         resp = conn.getresponse()
         if resp.status != 200:
             raise BenchError(f"GET {path}: {resp.status} {resp.read()[:500]!r}")
@@ -248,8 +251,8 @@ def raw_get(target: Target, path: str, check: BodyCheck) -> GetOutcome:
         return GetOutcome(check, _etag(resp.getheader("ETag")))
 
 
-def requests_put(target: Target, path: str, block: memoryview, size: int) -> str:
-    headers = target.signed_headers("PUT", path, UNSIGNED_PAYLOAD)
+def requests_put(target: Target, path: str, block: memoryview, size: int, extra: Mapping[str, str]) -> str:
+    headers = target.signed_headers("PUT", path, UNSIGNED_PAYLOAD, extra)
     body = _SizedBody(block, size)
     # urllib3 sends memoryview chunks as they are; requests' stubs only admit bytes and str.
     resp = requests.put(target.endpoint + path, data=body, headers=headers, timeout=target.timeout)  # type: ignore[arg-type]
@@ -258,8 +261,8 @@ def requests_put(target: Target, path: str, block: memoryview, size: int) -> str
     return _etag(resp.headers.get("ETag"))
 
 
-def requests_get(target: Target, path: str, check: BodyCheck) -> GetOutcome:
-    headers = target.signed_headers("GET", path)
+def requests_get(target: Target, path: str, check: BodyCheck, extra: Mapping[str, str]) -> GetOutcome:
+    headers = target.signed_headers("GET", path, extra=extra)
     with requests.get(target.endpoint + path, headers=headers, stream=True, timeout=target.timeout) as resp:
         if resp.status_code != 200:
             raise BenchError(f"GET {path}: {resp.status_code} {resp.content[:500]!r}")
@@ -268,8 +271,24 @@ def requests_get(target: Target, path: str, check: BodyCheck) -> GetOutcome:
         return GetOutcome(check, _etag(resp.headers.get("ETag")))
 
 
-PutFn = Callable[[Target, str, memoryview, int], str]
-GetFn = Callable[[Target, str, BodyCheck], GetOutcome]
+PutFn = Callable[[Target, str, memoryview, int, Mapping[str, str]], str]
+GetFn = Callable[[Target, str, BodyCheck, Mapping[str, str]], GetOutcome]
+
+# --sse: what each mode's PUT and GET send (the gateway gets a key file and --sse.allow-http for them).
+_CUSTOMER_KEY = bytes(range(32))
+_CUSTOMER = {
+    "x-amz-server-side-encryption-customer-algorithm": "AES256",
+    "x-amz-server-side-encryption-customer-key": base64.b64encode(_CUSTOMER_KEY).decode(),
+    "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(hashlib.md5(_CUSTOMER_KEY).digest()).decode(),
+}
+SSE_MODES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "none": ({}, {}),
+    "sse-s3": ({"x-amz-server-side-encryption": "AES256"}, {}),
+    "sse-kms": ({"x-amz-server-side-encryption": "aws:kms"}, {}),
+    "sse-c": (_CUSTOMER, _CUSTOMER),
+}
+# Modes whose ETag is not the body's MD5 (S3's rule for SSE-C and SSE-KMS); the body is checked instead.
+SSE_HIDDEN_ETAG = frozenset({"sse-kms", "sse-c"})
 CLIENTS: dict[str, tuple[PutFn, GetFn]] = {
     "raw": (raw_put, raw_get),
     "requests": (requests_put, requests_get),
@@ -451,34 +470,40 @@ class Bench:
         self.target.simple("PUT", f"/{self.bucket}")
         self.bucket_created = True
 
-    def one_run(self, index: int) -> Run:
+    def one_run(self, index: int, mode: str = "none") -> Run:
         size_mib = self.size / MIB
+        put_extra, get_extra = SSE_MODES[mode]
+        md5_etag = mode not in SSE_HIDDEN_ETAG
         with PhaseWatch(self.pids) as put_watch:
             etags, put_s = run_parallel(
                 [
-                    functools.partial(self.put_fn, self.target, key, self.block, size)
+                    functools.partial(self.put_fn, self.target, key, self.block, size, put_extra)
                     for key, size in zip(self.keys, self.parts, strict=True)
                 ]
             )
         for key, size, etag in zip(self.keys, self.parts, etags, strict=True):
-            if etag != self.md5[size]:
+            if md5_etag and etag != self.md5[size]:
                 raise BenchError(f"PUT {key}: ETag {etag!r} != MD5 of the body sent {self.md5[size]}")
         with PhaseWatch(self.pids) as get_watch:
             outcomes, get_s = run_parallel(
                 [
                     functools.partial(
-                        self.get_fn, self.target, key, BodyCheck(self.verify, self.block_bytes, self.md5[size])
+                        self.get_fn,
+                        self.target,
+                        key,
+                        BodyCheck(self.verify, self.block_bytes, self.md5[size]),
+                        get_extra,
                     )
                     for key, size in zip(self.keys, self.parts, strict=True)
                 ]
             )
-        for key, size, got in zip(self.keys, self.parts, outcomes, strict=True):
+        for key, size, got, put_etag in zip(self.keys, self.parts, outcomes, etags, strict=True):
             if got.check.length != size:
                 raise BenchError(f"GET {key}: {got.check.length} bytes back, {size} sent")
             if problem := got.check.problem():
                 raise BenchError(f"GET {key}: {problem}")
-            if got.etag != self.md5[size]:
-                raise BenchError(f"GET {key}: ETag {got.etag!r} != MD5 {self.md5[size]}")
+            if got.etag != (self.md5[size] if md5_etag else put_etag):
+                raise BenchError(f"GET {key}: ETag {got.etag!r} != the PUT's {put_etag!r}")
         # Deleting between runs keeps the store (and nats-server's disk and memory) the same size for every run.
         self.delete_objects()
         put = Phase(put_s, size_mib / put_s, put_watch.client_cpu_s, put_watch.stats)
@@ -642,7 +667,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--timeout", type=float, default=300.0, help="socket timeout of each request, seconds")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument(
+        "--sse",
+        default="none",
+        help=f"comma-separated encryption modes, each run does all in turn: {', '.join(SSE_MODES)} (default none)",
+    )
     args = p.parse_args(argv)
+    args.sse = [m.strip() for m in args.sse.split(",") if m.strip()]
+    if not args.sse or any(m not in SSE_MODES for m in args.sse):
+        p.error(f"--sse takes modes among {', '.join(SSE_MODES)}")
     if args.size_mib <= 0 or args.runs < 1 or args.concurrency < 1:
         p.error("--size-mib, --runs and --concurrency must be positive")
     if (args.pid or args.nats_pid) and not args.endpoint:
@@ -680,7 +713,10 @@ def main(argv: list[str] | None = None) -> int:
             creds = write_credentials(
                 tmp / "credentials.json", [{"accessKey": args.access_key, "secretKey": args.secret_key}]
             )
-            gateway = GatewayProcess(creds, nats.url, log_path=tmp / "gateway.log", gc_args=[]).start()
+            keys = tmp / "sse-keys.json"
+            keys.write_text(json.dumps({"keys": [{"id": "bench", "key": base64.b64encode(os.urandom(32)).decode()}]}))
+            sse_flags = ["--sse.keys", str(keys), "--sse.allow-http", "true"]
+            gateway = GatewayProcess(creds, nats.url, log_path=tmp / "gateway.log", gc_args=[], extra=sse_flags).start()
             assert nats.proc is not None and gateway.proc is not None
             pids = {"gateway": gateway.proc.pid, "nats": nats.proc.pid}
             endpoint = gateway.endpoint
@@ -688,18 +724,22 @@ def main(argv: list[str] | None = None) -> int:
         idle = {name: proc_status_kib(pid).get("VmRSS", 0) / 1024 for name, pid in pids.items()}
         bench = Bench(target, args, pids)
         bench.create_bucket()
-        runs: list[Run] = []
+        by_mode: dict[str, list[Run]] = {mode: [] for mode in args.sse}
         for i in range(1, args.runs + 1):
-            run = bench.one_run(i)
-            runs.append(run)
-            print(
-                f"run {i}: PUT {run.put.mib_s:.1f} MiB/s ({run.put.seconds:.2f} s), "
-                f"GET {run.get.mib_s:.1f} MiB/s ({run.get.seconds:.2f} s), "
-                f"gateway RSS peak {_fmt(run.gateway_rss_peak_mib, 0).strip()} MiB",
-                flush=True,
-            )
+            # Modes interleaved within each run, so drift of a shared machine falls on all of them alike.
+            for mode in args.sse:
+                run = bench.one_run(i, mode)
+                by_mode[mode].append(run)
+                print(
+                    f"run {i} {mode}: PUT {run.put.mib_s:.1f} MiB/s ({run.put.seconds:.2f} s), "
+                    f"GET {run.get.mib_s:.1f} MiB/s ({run.get.seconds:.2f} s), "
+                    f"gateway RSS peak {_fmt(run.gateway_rss_peak_mib, 0).strip()} MiB",
+                    flush=True,
+                )
         print()
+        runs = by_mode[args.sse[0]]
         summary = summarize(runs)
+        mode_summaries = {mode: summarize(mode_runs) for mode, mode_runs in by_mode.items()}
         header = (
             f"nats-s3 put/get: {args.size_mib:g} MiB in {args.concurrency} stream(s), {args.runs} run(s), "
             f"client={args.client}, verify={args.verify}, endpoint={endpoint}"
@@ -707,7 +747,22 @@ def main(argv: list[str] | None = None) -> int:
             + "\nidle RSS before the runs: "
             + (", ".join(f"{name} {mib:.1f} MiB" for name, mib in idle.items()) or "not measured")
         )
-        print_report(runs, summary, header)
+        for mode, mode_runs in by_mode.items():
+            print_report(mode_runs, mode_summaries[mode], f"{header}\nmode: {mode}")
+            print()
+        if len(by_mode) > 1:
+            base = args.sse[0]
+            print(f"median throughput of each mode, as a share of {base}'s in the same run:")
+            for mode in args.sse[1:]:
+                shares = [
+                    f"{what} {100 * mine / theirs:.0f} %"
+                    for what, mine, theirs in (
+                        ("PUT", mode_summaries[mode]["put_mib_s"]["median"], summary["put_mib_s"]["median"]),
+                        ("GET", mode_summaries[mode]["get_mib_s"]["median"], summary["get_mib_s"]["median"]),
+                    )
+                    if mine and theirs
+                ]
+                print(f"  {mode}: {', '.join(shares)}")
         # Linux reports ru_maxrss in KiB; a client that streams stays far below the object size.
         client_maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"\nclient (this process) peak RSS: {client_maxrss_mib:.1f} MiB")
@@ -731,11 +786,14 @@ def main(argv: list[str] | None = None) -> int:
                 "block_bytes": BLOCK_SIZE,
                 "read_bytes": READ_SIZE,
                 "rss_sample_interval_s": SAMPLE_INTERVAL,
+                "sse": args.sse,
             },
             "idle_rss_mib": idle,
             "client_maxrss_mib": client_maxrss_mib,
             "runs": [asdict(r) for r in runs],
+            "runs_by_sse_mode": {mode: [asdict(r) for r in mode_runs] for mode, mode_runs in by_mode.items()},
             "summary": summary,
+            "summary_by_sse_mode": mode_summaries,
             "targets": TARGETS,
             "verdict_on_median": verdicts(summary),
             "gateway_log_problems": problems,

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .auth.credentials import CredentialsError, load_credentials
+from .crypto.master_keys import KeyFileError, MasterKeys
 from .datadir_lock import DataDirLocked
 from .embedded import EmbeddedServerError
 from .observability.logging import attach_log_batching, detach_log_batching, setup_logging
@@ -42,6 +43,15 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, 
                "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}  # fmt: skip
 
 
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(text)
+
+
 def parse_size(text: str) -> int:
     """Bytes, or a number with a unit: '32MiB', '1.5GB', '512k' (binary units where an 'i' says so)."""
     match = re.fullmatch(f"({_NUMBER})\\s*([A-Za-z]*)", text.strip())
@@ -57,7 +67,7 @@ class Flag:
     field: str  # Settings field
     env: str
     help: str
-    kind: str = "str"  # str | int | size | duration | list | path | workers
+    kind: str = "str"  # str | int | size | duration | list | path | workers | bool
     metavar: str = ""  # what --help shows the value as (default from kind)
 
 
@@ -69,6 +79,7 @@ _METAVARS = {
     "list": "URL[,URL...]",
     "str": "VALUE",
     "workers": "N|auto",
+    "bool": "true|false",
 }
 
 
@@ -220,6 +231,21 @@ FLAGS = (
         '"replicas": 3}}',
         "path",
     ),
+    Flag(
+        "sse.keys",
+        "sse_keys_file",
+        "NATS_S3_SSE_KEYS",
+        'master keys for SSE-S3 and SSE-KMS: {"keys": [{"id": "k1", "key": "<base64 of 32 bytes>", "default": '
+        "true}]} (reloaded on SIGHUP)",
+        "path",
+    ),
+    Flag(
+        "sse.allow-http",
+        "sse_allow_http",
+        "NATS_S3_SSE_ALLOW_HTTP",
+        "accept SSE-C keys over plain HTTP (only where a proxy in front ends TLS); default false",
+        "bool",
+    ),
     Flag("data-dir", "data_dir", "NATS_S3_DATA_DIR", "embedded nats-server storage (default ./data)", "path", "DIR"),
 )
 
@@ -276,6 +302,8 @@ def _convert(flag: Flag, raw: str) -> object:
         return Path(raw) if raw else None
     if flag.kind == "workers":
         return usable_cores() if raw.strip().lower() == "auto" else int(raw)
+    if flag.kind == "bool":
+        return parse_bool(raw)
     return raw
 
 
@@ -333,6 +361,18 @@ def secrets_of(settings: Settings) -> dict[str, str] | None:
         return None
 
 
+def sse_keys_load(settings: Settings) -> bool:
+    """Whether --sse.keys, if given, is a valid key file (the reason on stderr if not)."""
+    if settings.sse_keys_file is None:
+        return True
+    try:
+        MasterKeys.load(settings.sse_keys_file)
+    except KeyFileError as exc:
+        sys.stderr.write(f"nats-s3: {exc}\n")
+        return False
+    return True
+
+
 def placement_loads(settings: Settings) -> bool:
     """Whether --placement, if given, is a valid placement map (the reason on stderr if not)."""
     if settings.placement_file is None:
@@ -357,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"nats-s3: {exc}\n")
         return 2
     secrets = secrets_of(settings)
-    if secrets is None or not placement_loads(settings):
+    if secrets is None or not placement_loads(settings) or not sse_keys_load(settings):
         return 2
     setup_logging(settings.log_format, settings.log_level)
     if settings.workers > 1:

@@ -24,6 +24,7 @@ from .api.context import error_response, new_request_id
 from .api.gateway import Gateway
 from .api.services import Services
 from .auth.credentials import CredentialsError, read_credentials_file
+from .crypto.master_keys import KeyFileError, MasterKeys
 from .embedded import EmbeddedNatsServer, private_nats
 from .nats_auth import nats_auth_options
 from .observability.metrics import Metrics, StorageSnapshot, refresh_storage
@@ -431,6 +432,7 @@ async def _open_session(
             settings=settings,
             multipart=multipart,
             principals=gateway.principals,
+            master_keys=gateway.master_keys,
         )
     )
     loop = asyncio.get_running_loop()
@@ -495,8 +497,10 @@ async def serve(
     if settings.credentials_file is not None:
         with contextlib.suppress(CredentialsError):
             gateway.principals.replace(read_credentials_file(settings.credentials_file).credentials)
+    if settings.sse_keys_file is not None:
+        gateway.master_keys.current = MasterKeys.load(settings.sse_keys_file)  # checked by the CLI already
     with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, reload_credentials, settings, live_secrets, gateway)
+        loop.add_signal_handler(signal.SIGHUP, reload_files, settings, live_secrets, gateway)
     if worker is not None:
         role = worker
         gateway.metrics_view = lambda: group_metrics(role, metrics.render())
@@ -579,6 +583,26 @@ async def _start_store_retrying(store: NatsStore, gateway: Gateway, timeout: flo
                 await store.configs.close()  # a watch a failed start left behind (the rest is reused)
             await asyncio.sleep(delay)
             delay = min(delay * 2, STORE_START_BACKOFF_MAX)
+
+
+def reload_files(settings: Settings, live_secrets: dict[str, str], gateway: Gateway) -> None:
+    """SIGHUP: the credentials file and the SSE key file, read again."""
+    reload_credentials(settings, live_secrets, gateway)
+    reload_master_keys(settings, gateway)
+
+
+def reload_master_keys(settings: Settings, gateway: Gateway) -> None:
+    """A key file that does not load keeps the keys in use (objects sealed under them stay readable)."""
+    path = settings.sse_keys_file
+    if path is None:
+        return
+    try:
+        keys = MasterKeys.load(path)
+    except KeyFileError as exc:
+        log.error("SSE keys not reloaded; the ones in use stay", extra={"error": str(exc)})
+        return
+    gateway.master_keys.current = keys
+    log.info("SSE keys reloaded", extra={"sse_keys": str(path), "keys": len(keys.keys), "default": keys.default_id})
 
 
 def reload_credentials(settings: Settings, live_secrets: dict[str, str], gateway: Gateway) -> None:

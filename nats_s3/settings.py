@@ -54,6 +54,10 @@ class Settings(BaseModel):
     quota_total: int = Field(default=0, ge=0)
     # Regions a CreateBucket's LocationConstraint may name, and where their streams go (store/placement.py).
     placement_file: Path | None = None
+    # Master keys of SSE-S3 and SSE-KMS (crypto/master_keys.py); None: those requests are refused.
+    sse_keys_file: Path | None = None
+    # SSE-C over plain HTTP (S3 refuses it: the key crosses the wire): for TLS ended by a proxy in front.
+    sse_allow_http: bool = False
 
     @field_validator("listen")
     @classmethod

@@ -274,6 +274,21 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def self_signed_cert(base: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1, and its key (PEM files in `base`)."""
+    cert, key = base / "cert.pem", base / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
 def tool(name: str) -> str:
     """A client the test setup installs (aws, rclone, s3cmd): the venv's own first."""
     candidate = Path(sys.executable).parent / name

@@ -124,7 +124,7 @@ def test_hostile_xml_refused(gateway, bucket: str, s3, payload: bytes) -> None:
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"kept"
 
 
-@pytest.mark.parametrize("query", ["replication", "website", "encryption", "logging", "lifecycle"])
+@pytest.mark.parametrize("query", ["replication", "website", "logging", "lifecycle"])
 def test_unknown_subresources_not_implemented(gateway, bucket: str, query: str) -> None:
     resp = signed_request("GET", f"{gateway.endpoint}/{bucket}?{query}")
     assert resp.status_code == 501

@@ -22,7 +22,7 @@ REQUESTS = 400
 SUBRESOURCES = [
     "versioning", "versions", "versionId", "uploads", "uploadId", "partNumber", "tagging", "acl", "delete",
     "list-type", "prefix", "delimiter", "max-keys", "key-marker", "version-id-marker", "marker",
-    "continuation-token", "encoding-type", "location", "attributes", "start-after", "fetch-owner",
+    "continuation-token", "encoding-type", "location", "attributes", "start-after", "fetch-owner", "encryption",
 ]  # fmt: skip
 VALUES = [
     "", "null", "0", "-1", "1", "2", "1000", "10001", "99999999999999999999", "abc", "%", "%ZZ", "\u00e9", "a/b",
@@ -41,6 +41,13 @@ HEADERS = {
     "x-amz-checksum-algorithm": ["CRC32", "NOPE"],
     "x-amz-decoded-content-length": ["x", "5"],
     "x-amz-bucket-object-lock-enabled": ["true"],
+    "x-amz-server-side-encryption": ["AES256", "aws:kms", "aws:kms:dsse", "", "AES512"],
+    "x-amz-server-side-encryption-aws-kms-key-id": ["k1", "arn:aws:kms:x:1:key/k1", ""],
+    "x-amz-server-side-encryption-customer-algorithm": ["AES256", "AES128", ""],
+    "x-amz-server-side-encryption-customer-key": ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "!!", "", "AAAA"],
+    "x-amz-server-side-encryption-customer-key-md5": ["2aRFVv4Zd6uGODbO6zBdcg==", "AAAA", ""],
+    "x-amz-copy-source-server-side-encryption-customer-algorithm": ["AES256", "x"],
+    "x-amz-server-side-encryption-context": ["eyJhIjoiYiJ9", "e30=", "!!"],
 }
 BODIES = [
     b"",
@@ -50,6 +57,8 @@ BODIES = [
     b"<Delete><Object><Key>k</Key><VersionId>bad</VersionId></Object><Quiet>true</Quiet></Delete>",
     b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
     b"<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>",
+    b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256"
+    b"</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>",
     b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "e">]><x>&e;</x>',
     b"\x00\xff" * 10,
 ]  # fmt: skip

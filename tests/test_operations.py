@@ -18,7 +18,7 @@ import requests
 
 from .conftest import make_client
 from .signing import sign, start_put
-from .support import SECRET_KEY, GatewayProcess, eventually, stream_state, write_credentials
+from .support import SECRET_KEY, GatewayProcess, eventually, self_signed_cert, stream_state, write_credentials
 
 
 def metric_value(text: str, name: str, **labels: str) -> float | None:
@@ -194,32 +194,7 @@ def test_sigterm_past_the_grace_leaves_nothing_behind(nats_url: str, tmp_path: P
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("tls")
-    cert, key = base / "cert.pem", base / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_with_boto3_aws_chunked_trailers(nats_url: str, tmp_path: Path, tls_files: tuple[Path, Path]) -> None:

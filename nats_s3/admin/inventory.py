@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol.encryption_config import EncryptionConfig
 from ..store import replication
 from ..store.collector import STATUS_KEY
 from ..store.multipart import MultipartStore
@@ -73,6 +74,7 @@ async def bucket_info(
             }
             for r in config.notifications or []
         ],
+        "encryption": config.encryption,
         "stream_max_bytes": int(stream_config.get("max_bytes") or -1),
         "replication": replication.state(info, await _record_sources_if_replica(store, info, bucket)),
         "usage": await usage(store, uploads, bucket, progress),
@@ -136,8 +138,23 @@ def info_fields(found: dict[str, Any]) -> list[tuple[str, object]]:
         ("cluster", found["cluster"]), ("leader", found["leader"]),
         ("servers", ", ".join(found["servers"]) or None),
         ("notifications", "; ".join(describe_notification(n) for n in found["notifications"]) or "none"),
+        ("default encryption", describe_encryption(found.get("encryption"))),
         ("replication", describe_replication(found["replication"])),
     ]  # fmt: skip
+
+
+def describe_encryption(stored: dict[str, Any] | None) -> str:
+    if not stored:
+        return "none"
+    config = EncryptionConfig.from_dict(stored)
+    parts = (
+        [f"{config.algorithm}" + (f" (key {config.kms_key_id})" if config.kms_key_id else "")]
+        if config.algorithm
+        else []
+    )
+    if config.blocks_customer_keys:
+        parts.append("SSE-C blocked")
+    return ", ".join(parts) or "none"
 
 
 def describe_replication(state: dict[str, Any] | None) -> str:

@@ -10,6 +10,7 @@ from ..protocol.headers import http_date
 from ..protocol.numbers import int_argument
 from ..protocol.xml import XmlChild
 from ..store.models import ObjectInfo
+from . import encryption
 from .context import S3Context
 from .objects import check_key, read_version_headers
 from .services import Services
@@ -66,6 +67,9 @@ async def get_object_attributes(services: Services, ctx: S3Context) -> web.Respo
     max_parts = int_argument(ctx.headers.get("x-amz-max-parts"), "x-amz-max-parts", MAX_PARTS, 0, 2**31 - 1)
     marker = int_argument(ctx.headers.get("x-amz-part-number-marker"), "x-amz-part-number-marker", 0, 0, 2**31 - 1)
     info = await services.store.head_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
+    # An SSE-C version's attributes are its key holder's to see, as its HeadObject is; the headers say
+    # how it is encrypted.
+    _, sse_headers = encryption.for_read(services, ctx, info)
     items: list[XmlChild] = []
     if "ETag" in wanted:
         items.append(("ETag", info.etag))  # unquoted here, unlike every other answer
@@ -86,4 +90,5 @@ async def get_object_attributes(services: Services, ctx: S3Context) -> web.Respo
         items.append(("ObjectSize", info.size))
     ctx.response_headers["Last-Modified"] = http_date(info.last_modified)
     ctx.response_headers.update(read_version_headers(services, ctx, info))
+    ctx.response_headers.update(sse_headers)
     return ctx.xml("GetObjectAttributesResponse", items)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..auth.principals import Principals
+from ..crypto.master_keys import MasterKeyHolder
 from ..observability.metrics import Metrics
 from ..protocol.errors import S3Error
 from ..protocol.sigv4 import SigV4Verifier
@@ -36,6 +37,7 @@ class Gateway:
         self.metrics = metrics
         self.services: Services | None = None
         self.principals = Principals()  # who each key is; replaced whole on a credentials reload
+        self.master_keys = MasterKeyHolder()  # SSE-S3 / SSE-KMS keys; replaced whole on a reload
         self.not_ready = "starting"
         # What /metrics answers: this process's figures, or (--workers N) the whole group's.
         self.metrics_view: Callable[[], Awaitable[bytes]] = self._own_metrics

@@ -14,9 +14,9 @@ from ..protocol.headers import check_copy_source_conditions, stored_headers
 from ..protocol.numbers import int_argument, parse_uint, parse_uint_clamped
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
-from ..store.models import BodyDigests, Checksum, ObjectInfo
+from ..store.models import BodyDigests, Checksum, ObjectInfo, Sealing
 from ..store.multipart import MAX_PART_NUMBER, OPEN, PartRecord, UploadRecord
-from . import notify
+from . import encryption, notify
 from .body import UploadBody, copy_source, read_request_xml
 from .bucket_access import writer_owner
 from .context import S3Context
@@ -68,11 +68,14 @@ async def create_multipart_upload(services: Services, ctx: S3Context) -> web.Res
         raise S3Error("InvalidRequest", "The COMPOSITE checksum type is not supported for CRC64NVME.")
     meta = stored_headers(ctx.headers)
     writer_owner(services, ctx, meta)
+    sealing, sse_headers = encryption.for_write(services, ctx)
     upload = await services.multipart.create(
         ctx.bucket, ctx.key, meta,
         checksum_algorithm=algorithm, checksum_type=checksum_type, owner=ctx.auth.access_key,
         expiry=timedelta(seconds=services.settings.multipart_expiry),
+        encryption=sealing.envelope if sealing is not None else None,
     )  # fmt: skip
+    ctx.response_headers.update(sse_headers)
     if algorithm is not None and checksum_type is not None:
         ctx.response_headers["x-amz-checksum-algorithm"] = algorithm
         ctx.response_headers["x-amz-checksum-type"] = checksum_type
@@ -90,8 +93,9 @@ async def upload_part(services: Services, ctx: S3Context) -> web.Response:
     check_key(ctx.key)
     number = _part_number(ctx)
     _, upload = await services.multipart.get_upload(ctx.bucket, ctx.key, _upload_id(ctx))
+    sealing, sse_headers = encryption.for_part(services, ctx, upload)
     if "x-amz-copy-source" in ctx.headers:
-        return await _upload_part_copy(services, ctx, number, upload)
+        return await _upload_part_copy(services, ctx, number, upload, sealing, sse_headers)
     settings = services.settings
     body = UploadBody(
         ctx.request,
@@ -109,8 +113,9 @@ async def upload_part(services: Services, ctx: S3Context) -> web.Response:
         _checksum_value(body.before_commit),
         sha256=body.needs_sha256,
         size=body.size,
+        sealing=sealing,
     )
-    headers = {"ETag": f'"{part.etag}"'}
+    headers = {"ETag": f'"{part.etag}"', **sse_headers}
     if upload.checksum_algorithm and part.checksum:
         headers[checksums.header_for(upload.checksum_algorithm)] = part.checksum
         headers[checksums.TYPE_HEADER] = upload.checksum_type or "COMPOSITE"
@@ -125,9 +130,17 @@ def _checksum_value(before_commit):  # type: ignore[no-untyped-def]
     return check
 
 
-async def _upload_part_copy(services: Services, ctx: S3Context, number: int, upload: UploadRecord) -> web.Response:
+async def _upload_part_copy(
+    services: Services,
+    ctx: S3Context,
+    number: int,
+    upload: UploadRecord,
+    sealing: Sealing | None,
+    sse_headers: dict[str, str],
+) -> web.Response:
     src = parse_copy_source(ctx.headers["x-amz-copy-source"])
     source = await head_copy_source(services, src)
+    source_key, _ = encryption.for_read(services, ctx, source, copy_source=True)
     check_copy_source_conditions(ctx.headers, source.etag, source.last_modified)
     start, end = 0, source.size - 1
     if raw_range := ctx.headers.get("x-amz-copy-source-range"):
@@ -144,14 +157,15 @@ async def _upload_part_copy(services: Services, ctx: S3Context, number: int, upl
         ctx.key,
         upload.upload_id,
         number,
-        copy_source(services.store.read_object(source, start, end), hasher),
+        copy_source(services.store.read_object(source, start, end, data_key=source_key), hasher),
         before_commit,
         sha256=False,  # the part's checksum, if any, comes from `hasher`
         size=end - start + 1,
+        sealing=sealing,
     )
     items: list[XmlChild] = [("ETag", f'"{part.etag}"'), ("LastModified", part.last_modified[:23] + "Z")]
     items += _checksum_items(upload.checksum_algorithm, part.checksum)
-    ctx.response_headers.update(copy_source_headers(services, src, source))
+    ctx.response_headers.update({**copy_source_headers(services, src, source), **sse_headers})
     return ctx.xml("CopyPartResult", items)
 
 
@@ -251,11 +265,13 @@ async def complete_multipart_upload(services: Services, ctx: S3Context) -> web.R
             raise S3Error("BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
         return (algorithm, value)
 
+    data_key, sse_headers = encryption.for_complete(services, ctx, upload)
     info = await services.multipart.complete(
         ctx.bucket, ctx.key, upload.upload_id, [(n, etag) for n, etag, _ in requested], finalize,
-        condition=write_condition(ctx),
+        condition=write_condition(ctx), data_key=data_key,
     )  # fmt: skip
     await notify.object_created(services, ctx, "CompleteMultipartUpload", info)
+    ctx.response_headers.update(sse_headers)
     return _complete_result(ctx, info, checksum_type)
 
 
@@ -293,6 +309,7 @@ async def list_parts(services: Services, ctx: S3Context) -> web.Response:
     _, upload = await services.multipart.get_upload(ctx.bucket, ctx.key, _upload_id(ctx))
     if upload.state != OPEN:
         raise store_errors.UploadNotFound(upload.upload_id)
+    ctx.response_headers.update(encryption.upload_headers(ctx, upload))
     max_parts = min(_int_arg(ctx, "max-parts", MAX_LIST, 0), MAX_LIST)
     marker = _int_arg(ctx, "part-number-marker", 0, 0)
     parts = [p for p in await services.multipart.list_parts(ctx.bucket, upload.upload_id) if p.number > marker]

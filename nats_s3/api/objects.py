@@ -35,11 +35,13 @@ from ..protocol.headers import (
 )
 from ..protocol.numbers import parse_uint
 from ..protocol.raw_headers import from_stored
+from ..protocol.sse_headers import refuse_on_read as refuse_sse_on_read
 from ..protocol.xml import XmlChild, child_text, children, iso8601, local_name, parse_xml
 from ..store import errors as store_errors
 from ..store import naming
 from ..store.models import BodyDigests, Checksum, ObjectInfo, WriteCondition
-from . import notify
+from ..store.sealed import envelope_of
+from . import encryption, notify
 from .body import UploadBody, copy_source, read_request_xml
 from .bucket_access import writer_owner
 from .context import S3Context
@@ -97,13 +99,15 @@ async def put_object(services: Services, ctx: S3Context) -> web.Response:
     meta = stored_headers(ctx.headers)
     writer_owner(services, ctx, meta)
     condition = write_condition(ctx)
+    sealing, sse_headers = encryption.for_write(services, ctx)
     settings = services.settings
     body = UploadBody(ctx.request, ctx.headers, ctx.auth, settings.http_read_timeout or settings.http_idle_timeout)
     info = await services.store.put_object(
-        ctx.bucket, ctx.key, body.stream(), meta, before_commit=body.before_commit, condition=condition, size=body.size
-    )
+        ctx.bucket, ctx.key, body.stream(), meta, before_commit=body.before_commit, condition=condition,
+        size=body.size, sealing=sealing, sha256=body.needs_sha256,
+    )  # fmt: skip
     await notify.object_created(services, ctx, "Put", info)
-    headers = {"ETag": f'"{info.etag}"', **new_version_headers(info)}
+    headers = {"ETag": f'"{info.etag}"', **new_version_headers(info), **sse_headers}
     if info.checksum is not None:
         headers[checksums.header_for(info.checksum[0])] = info.checksum[1]
         headers[checksums.TYPE_HEADER] = "FULL_OBJECT"
@@ -120,8 +124,20 @@ def read_version_headers(services: Services, ctx: S3Context, info: ObjectInfo) -
     return {"x-amz-version-id": info.version_id} if shows_versions(services, ctx.bucket) else {}
 
 
-async def _conditional_head(services: Services, ctx: S3Context) -> ObjectInfo | web.Response:
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """The version a read names, with what opens it (an encrypted one's data key) and reports it."""
+
+    info: ObjectInfo
+    data_key: bytes | None
+    sse_headers: dict[str, str]
+
+
+async def _conditional_head(services: Services, ctx: S3Context) -> _Found | web.Response:
+    refuse_sse_on_read(ctx.headers)
     info = await services.store.head_object(ctx.bucket, ctx.key, version_id_arg(ctx.query.get("versionId")))
+    # The key comes first: without it, not even whether a condition holds is told.
+    data_key, sse_headers = encryption.for_read(services, ctx, info)
     try:
         check_read_conditions(ctx.headers, info.etag, info.last_modified)
     except S3Error as err:
@@ -129,7 +145,7 @@ async def _conditional_head(services: Services, ctx: S3Context) -> ObjectInfo | 
             raise
         headers = {"ETag": f'"{info.etag}"', "Last-Modified": http_date(info.last_modified)}
         return ctx.empty(304, {**headers, **read_version_headers(services, ctx, info)})
-    return info
+    return _Found(info, data_key, sse_headers)
 
 
 _HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -156,6 +172,7 @@ class _ReadPlan:
     start: int
     end: int  # inclusive; -1 for an empty object
     headers: dict[str, str]
+    data_key: bytes | None = None  # an encrypted version's
 
 
 async def _plan_read(services: Services, ctx: S3Context) -> _ReadPlan | web.Response:
@@ -164,7 +181,7 @@ async def _plan_read(services: Services, ctx: S3Context) -> _ReadPlan | web.Resp
     found = await _conditional_head(services, ctx)
     if isinstance(found, web.Response):
         return found
-    info = found
+    info = found.info
     if "partNumber" in ctx.query:
         if "range" in ctx.headers:
             raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
@@ -175,12 +192,13 @@ async def _plan_read(services: Services, ctx: S3Context) -> _ReadPlan | web.Resp
     with_checksum = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and byte_range is None
     headers = {**ctx.base_headers(), **_with_overrides(ctx, object_headers(info, with_checksum))}
     headers.update(read_version_headers(services, ctx, info))
+    headers.update(found.sse_headers)
     if "partNumber" in ctx.query and info.parts:
         headers["x-amz-mp-parts-count"] = str(len(info.parts))
     if byte_range is None:
-        return _ReadPlan(info, 200, 0, info.size - 1, headers)
+        return _ReadPlan(info, 200, 0, info.size - 1, headers, found.data_key)
     headers["Content-Range"] = byte_range.content_range(info.size)
-    return _ReadPlan(info, 206, byte_range.start, byte_range.end, headers)
+    return _ReadPlan(info, 206, byte_range.start, byte_range.end, headers, found.data_key)
 
 
 def _part_range(raw: str, info: ObjectInfo) -> ByteRange | None:
@@ -222,7 +240,7 @@ async def get_object(services: Services, ctx: S3Context) -> web.StreamResponse:
         return plan
     info, start, end = plan.info, plan.start, plan.end
     length = end - start + 1
-    stream = services.store.read_object(info, start, end)
+    stream = services.store.read_object(info, start, end, data_key=plan.data_key)
     # Touch NATS before sending headers, so a missing chunk or lost connection is still an S3 error.
     first: bytes | None = None
     try:
@@ -354,8 +372,17 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
             "InvalidArgument", "Unknown metadata directive.", extra={"ArgumentName": "x-amz-metadata-directive"}
         )
     source = await head_copy_source(services, src)
+    source_key, _ = encryption.for_read(services, ctx, source, copy_source=True)
     check_copy_source_conditions(ctx.headers, source.etag, source.last_modified)
-    if directive == "COPY" and (src_bucket, src_key) == (ctx.bucket, ctx.key) and src.version_id is None:
+    # A copy onto itself must change something: its metadata, or its encryption (asked for, or the
+    # bucket's default, which S3 lets such a copy apply).
+    changes_encryption = encryption.names_encryption(ctx) or encryption.bucket_default(services, ctx.bucket)
+    if (
+        directive == "COPY"
+        and (src_bucket, src_key) == (ctx.bucket, ctx.key)
+        and src.version_id is None
+        and not changes_encryption
+    ):
         raise S3Error(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself without changing "
@@ -380,11 +407,15 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
         meta[TAGGING] = encode_tags(parse_tagging_header(ctx.headers[TAGGING]))
     algorithm = (ctx.headers.get("x-amz-checksum-algorithm") or (source.checksum or ("", ""))[0]).upper() or None
     hasher = checksums.new_hasher(algorithm) if algorithm else None
+    sealing, sse_headers = encryption.for_write(services, ctx)
+    # The source's ETag is its plaintext's MD5 unless it is one S3 hides (SSE-C, SSE-KMS).
+    source_envelope = envelope_of(source)
+    etag_is_md5 = len(source.etag) == 32 and (source_envelope is None or not source_envelope.hides_md5)
 
     async def before_commit(digests: BodyDigests) -> Checksum | None:
         if digests.size != source.size:
             raise store_errors.CorruptObject("copy source changed size while copying")
-        if len(source.etag) == 32 and source.etag != digests.md5.hex():
+        if etag_is_md5 and source.etag != digests.md5.hex():
             raise store_errors.CorruptObject("copy source changed while copying")
         if hasher is None or algorithm is None:
             return None
@@ -394,18 +425,22 @@ async def copy_object(services: Services, ctx: S3Context) -> web.Response:
     info = await services.store.put_object(
         ctx.bucket,
         ctx.key,
-        copy_source(services.store.read_object(source), hasher),
+        copy_source(services.store.read_object(source, data_key=source_key), hasher),
         meta,
         before_commit=before_commit,
         condition=write_condition(ctx),
         size=source.size,
+        sealing=sealing,
+        sha256=algorithm == "SHA256",
     )
     await notify.object_created(services, ctx, "Copy", info)
     items: list[XmlChild] = [("LastModified", iso8601(info.last_modified)), ("ETag", f'"{info.etag}"')]
     if info.checksum is not None:
         items.append((f"Checksum{info.checksum[0]}", info.checksum[1]))
         items.append(("ChecksumType", checksums.checksum_type(info.checksum[1])))
-    ctx.response_headers.update({**new_version_headers(info), **copy_source_headers(services, src, source)})
+    ctx.response_headers.update(
+        {**new_version_headers(info), **copy_source_headers(services, src, source), **sse_headers}
+    )
     return ctx.xml("CopyObjectResult", items)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..auth.principals import Principals
+from ..crypto.master_keys import MasterKeyHolder
 from ..protocol.sigv4 import SigV4Verifier
 from ..settings import Settings
 from ..store.multipart import MultipartStore
@@ -18,6 +19,7 @@ class Services:
     settings: Settings
     multipart: MultipartStore
     principals: Principals = field(default_factory=Principals)
+    master_keys: MasterKeyHolder = field(default_factory=MasterKeyHolder)
 
     async def readiness(self) -> str | None:
         """None when the gateway can serve; otherwise why not, in a few words."""

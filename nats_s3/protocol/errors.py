@@ -25,6 +25,14 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "InvalidArgument": (400, "Invalid Argument"),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
     "InvalidDigest": (400, "The Content-MD5 or checksum you specified is not valid."),
+    "InvalidEncryptionAlgorithmError": (
+        400,
+        "The encryption request you specified is not valid. The valid value is AES256.",
+    ),
+    "KMS.NotFoundException": (
+        400,
+        "The request was rejected because the specified entity or resource could not be found.",
+    ),
     "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "InvalidURI": (400, "Couldn't parse the specified URI."),
     "InvalidPart": (400, "One or more of the specified parts could not be found."),
@@ -71,6 +79,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     ),
     "NoSuchTagSet": (404, "The TagSet does not exist"),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist"),
+    "ServerSideEncryptionConfigurationNotFoundError": (404, "The server side encryption configuration was not found"),
     "IllegalLocationConstraintException": (
         400,
         "The location constraint is incompatible for the region specific endpoint this request was sent to.",

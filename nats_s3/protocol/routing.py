@@ -11,7 +11,7 @@ from .errors import S3Error
 # Sub-resources S3 defines that this gateway does not serve (yet): answered 501 NotImplemented.
 UNSUPPORTED_SUBRESOURCES = frozenset(
     {
-        "accelerate", "analytics", "encryption", "intelligent-tiering",
+        "accelerate", "analytics", "intelligent-tiering",
         "inventory", "legal-hold", "lifecycle", "logging", "metadataTable", "metrics",
         "object-lock",
         "replication", "requestPayment", "restore", "retention", "select", "session",
@@ -28,6 +28,7 @@ def _get_put_delete(name: str) -> dict[str, str]:
 _BUCKET_SETTINGS: dict[str, dict[str, str]] = {
     "tagging": _get_put_delete("BucketTagging"),
     "cors": _get_put_delete("BucketCors"),
+    "encryption": _get_put_delete("BucketEncryption"),
     "policy": _get_put_delete("BucketPolicy"),
     "policyStatus": {"GET": "GetBucketPolicyStatus"},
     "notification": {"GET": "GetBucketNotificationConfiguration", "PUT": "PutBucketNotificationConfiguration"},

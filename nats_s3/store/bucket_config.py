@@ -55,6 +55,7 @@ class BucketConfig(BaseModel):
     quota: Quota | None = None  # store/quotas.py; None: no quota
     region: str | None = None  # the LocationConstraint it was created with (placement map); None: none
     notifications: list[dict[str, object]] | None = None  # event rules (protocol/notifications.py); None: none
+    encryption: dict[str, object] | None = None  # default encryption (protocol/encryption_config.py); None: none
 
     @property
     def acls_enabled(self) -> bool:

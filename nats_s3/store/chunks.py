@@ -94,7 +94,9 @@ class ChunkWriter:
     Every chunk is `chunk_size` bytes except the last, so a reader can find the chunk holding any
     offset; the stream sequence of each chunk (from its ack) is recorded as runs for the same reason.
     `intent` publishes the claim that lets the collector find these chunks if the write never
-    commits; it goes out right before the first chunk (an empty body writes neither).
+    commits; it goes out right before the first chunk (an empty body writes neither). `seal`, where
+    the object is encrypted, turns chunk N's plaintext into what is stored; the digests are of the
+    plaintext.
     """
 
     def __init__(
@@ -107,8 +109,10 @@ class ChunkWriter:
         intent: Intent | None,
         *,
         sha256: bool = True,
+        seal: Callable[[int, bytes], bytes] | None = None,
     ) -> None:
         self._publisher = publisher
+        self._seal = seal
         self._subject = subject
         self._stream = stream
         self._chunk_size = chunk_size
@@ -151,8 +155,9 @@ class ChunkWriter:
             self._claim = await self._intent()
         await self._digester.feed(data)
         self._size += len(data)
+        stored = data if self._seal is None else self._seal(self._chunks, data)
         self._chunks += 1
-        self._pending.append(await self._publisher.publish(self._subject, data))
+        self._pending.append(await self._publisher.publish(self._subject, stored))
         if len(self._pending) >= self._window:
             await self._settle_oldest()
 

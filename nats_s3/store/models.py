@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..crypto.envelope import Envelope
+
 # Keys of the meta document's "metadata" map that belong to the gateway.
 META_ETAG = "s3-etag"
 META_CHECKSUM = "s3-checksum"
 META_SEQS = "s3-seqs"
 META_PARTS = "s3-parts"  # multipart objects: where each part's chunks are, in order
 META_PART_NUMBERS = "s3-part-numbers"  # multipart objects: each part's number[:checksum], in order
+META_SSE = "s3-sse"  # encrypted objects: the data key's envelope (crypto/envelope.py), as JSON
 
 Checksum = tuple[str, str]  # (algorithm, base64 value), e.g. ("CRC32", "DUoRhQ==")
 
@@ -129,6 +132,7 @@ class ObjectInfo:
     version_id: str = "null"  # as S3 shows it: the uid, or "null"
     is_latest: bool = True
     delete_marker: bool = False
+    sse: str = ""  # encrypted objects: the envelope of their data key, as stored (crypto/envelope.py)
 
     def layout(self) -> tuple[PartRef, ...]:
         """The object's bytes in order: its parts, or its single chunk subject."""
@@ -144,6 +148,15 @@ class BodyDigests:
     size: int
     md5: bytes
     sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Sealing:
+    """How a write encrypts what it stores: the data key and its envelope (without the layout MAC, which
+    the commit adds)."""
+
+    envelope: Envelope
+    data_key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +267,7 @@ def to_object_info(
         version_id=version_id,
         is_latest=is_latest,
         delete_marker=delete_marker,
+        sse=meta.get(META_SSE, ""),
     )
 
 

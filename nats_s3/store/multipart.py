@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ..crypto.chunk_cipher import hidden_etag, layout_mac, part_mac
+from ..crypto.envelope import Envelope
 from . import naming
 from .bucket_config import upload_prefix
 from .chunks import WrittenChunks
@@ -39,10 +41,12 @@ from .models import (
     META_ETAG,
     META_PART_NUMBERS,
     META_PARTS,
+    META_SSE,
     BodyDigests,
     Checksum,
     ObjectInfo,
     PartRef,
+    Sealing,
     StoredObjectInfo,
     WriteCondition,
     decode_parts,
@@ -87,6 +91,7 @@ class UploadRecord(BaseModel):
     completing_since: str | None = None
     plan: StoredObjectInfo | None = None
     plan_parts: list[tuple[int, str]] = []  # (number, etag) as the Complete request listed them
+    encryption: Envelope | None = None  # the data key its parts are sealed with (crypto/envelope.py)
 
     @property
     def initiated_at(self) -> datetime:
@@ -114,6 +119,7 @@ class PartRecord(BaseModel):
     runs: str
     checksum: str | None = None  # base64, of the upload's checksum algorithm
     last_modified: str
+    mac: str | None = None  # sealed parts: crypto/chunk_cipher.part_mac of this part
 
     @property
     def ref(self) -> PartRef:
@@ -175,6 +181,7 @@ class MultipartStore:
         checksum_type: str | None,
         owner: str,
         expiry: timedelta = DEFAULT_EXPIRY,
+        encryption: Envelope | None = None,
     ) -> UploadRecord:
         await self.store.ensure_ready(bucket)
         upload_id = self.store.nuid.next().decode()
@@ -190,6 +197,7 @@ class MultipartStore:
             checksum_algorithm=checksum_algorithm,
             checksum_type=checksum_type,
             owner=owner,
+            encryption=encryption,
         )
         await self.records(bucket).create(_upload_key(upload_id), record.model_dump_json().encode())
         return record
@@ -228,10 +236,12 @@ class MultipartStore:
         *,
         sha256: bool = True,
         size: int | None = None,
+        sealing: Sealing | None = None,
     ) -> PartRecord:
         """Stream one part; re-uploading a part number replaces it (the old bytes go to the collector).
         `sha256`: whether `before_commit` needs the part's SHA-256 (else its digest is empty). `size`:
-        its length where known, checked against the quotas before a byte is read."""
+        its length where known, checked against the quotas before a byte is read. `sealing`: the
+        upload's data key, for an encrypted upload."""
         await self._open_upload(bucket, key, upload_id)
         records = self.records(bucket)
         owners = [part_owner(upload_id, number)]
@@ -240,8 +250,11 @@ class MultipartStore:
             self.store.admitted(bucket, size, adds_object=False),
             self.store.claimed_while_writing(bucket, nuid, None, owners),
         ):
-            written = await self.store.write_chunks(bucket, body, nuid=nuid, key=None, owners=owners, sha256=sha256)
-            part, seq = await self._record_part(bucket, upload_id, number, nuid, written, before_commit)
+            written = await self.store.write_chunks(
+                bucket, body, nuid=nuid, key=None, owners=owners, sha256=sha256,
+                data_key=sealing.data_key if sealing is not None else None,
+            )  # fmt: skip
+            part, seq = await self._record_part(bucket, upload_id, number, nuid, written, before_commit, sealing)
         # An upload completed or aborted meanwhile did not take this part: say so, and drop its record.
         try:
             await self._open_upload(bucket, key, upload_id)
@@ -253,23 +266,37 @@ class MultipartStore:
         return part
 
     async def _record_part(
-        self, bucket: str, upload_id: str, number: int, nuid: str, written: WrittenChunks, before_commit: PartCommit
+        self,
+        bucket: str,
+        upload_id: str,
+        number: int,
+        nuid: str,
+        written: WrittenChunks,
+        before_commit: PartCommit,
+        sealing: Sealing | None,
     ) -> tuple[PartRecord, int]:
         """The part record for chunks just written (replacing the part number's earlier upload)."""
         records = self.records(bucket)
         nb = naming.nats_bucket(bucket)
         owners = [part_owner(upload_id, number)]
         checksum = await before_commit(BodyDigests(written.size, written.md5, written.sha256))
+        etag, chunk_size, mac = written.md5.hex(), self.store.chunk_size, None
+        if sealing is not None:
+            dk, chunk_size = sealing.data_key, self.store.sealed_chunk_size
+            if sealing.envelope.hides_md5:
+                etag = hidden_etag(dk, written.md5)
+            mac = part_mac(dk, number, (nuid, written.size, chunk_size, written.chunks))
         part = PartRecord(
             number=number,
             nuid=nuid,
             size=written.size,
-            etag=written.md5.hex(),
-            chunk_size=self.store.chunk_size,
+            etag=etag,
+            chunk_size=chunk_size,
             chunks=written.chunks,
             runs=encode_seq_runs(written.runs),
             checksum=checksum,
             last_modified=format_mtime(datetime.now(UTC)),
+            mac=mac,
         )
         if self.store.pauses.active:
             await self.store.pauses.reach("upload_part.before_record")
@@ -342,9 +369,12 @@ class MultipartStore:
         requested: list[tuple[int, str]],
         finalize: Finalize,
         condition: WriteCondition | None = None,
+        data_key: bytes | None = None,
     ) -> ObjectInfo:
         """Commit the object from the listed parts (number, unquoted ETag), ascending and validated;
-        with `condition`, only if the key's current version meets it (checked as it is replaced)."""
+        with `condition`, only if the key's current version meets it (checked as it is replaced).
+        `data_key`: an encrypted upload's, where the caller could open it, so that the whole layout is
+        sealed (without it, each part's own MAC is kept)."""
         try:
             revision, upload = await self.get_upload(bucket, key, upload_id)
         except UploadNotFound:
@@ -377,7 +407,9 @@ class MultipartStore:
                 # byte quota lowered below the usage refuses it.
                 adds = current is None or not is_version(current.doc) or is_marker(current.doc)
                 await admission.enter_async_context(self.store.admitted(bucket, 0, adds_object=adds))
-            marked = await self._mark_completing(bucket, key, upload_id, revision, upload, requested, finalize)
+            marked = await self._mark_completing(
+                bucket, key, upload_id, revision, upload, requested, finalize, data_key
+            )
             revision, upload, doc, parts_seen = marked
             return await self._commit_plan(bucket, key, upload, revision, doc, parts_seen, condition)
 
@@ -474,6 +506,7 @@ class MultipartStore:
         upload: UploadRecord,
         requested: list[tuple[int, str]],
         finalize: Finalize,
+        data_key: bytes | None,
     ) -> tuple[int, UploadRecord, StoredObjectInfo, list[PartRecord]]:
         """Choose the parts and mark the upload completing with the meta they make (the plan); also
         returns the part records as they were once marked."""
@@ -497,6 +530,8 @@ class MultipartStore:
             }
             if checksum is not None:
                 metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
+            if upload.encryption is not None:
+                metadata[META_SSE] = _sealed_envelope(upload.encryption, chosen, data_key).to_json()
             doc = StoredObjectInfo(
                 name=key,
                 bucket=naming.nats_bucket(bucket),
@@ -632,6 +667,17 @@ class MultipartStore:
             await self._finish(bucket, upload, revision, committed)
         else:
             await self._end_upload(bucket, upload.upload_id, revision, keep=set())
+
+
+def _sealed_envelope(envelope: Envelope, parts: list[PartRecord], data_key: bytes | None) -> Envelope:
+    """The envelope an encrypted upload's object keeps: the MAC of its whole layout where the data key
+    is at hand, otherwise the MACs its parts were written with."""
+    if data_key is not None:
+        layout = [(p.nuid, p.size, p.chunk_size, p.chunks) for p in parts]
+        return envelope.model_copy(update={"layout": layout_mac(data_key, sum(p.size for p in parts), layout)})
+    if any(p.mac is None for p in parts):
+        raise UnreadableRecord("an encrypted upload's part has no MAC")
+    return envelope.model_copy(update={"part_macs": [p.mac for p in parts]})
 
 
 def _plan_parts(doc: StoredObjectInfo, numbers: list[tuple[int, str]]) -> list[tuple[int, PartRef]]:

@@ -13,6 +13,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import api as js_api
 from nats.nuid import NUID
 
+from ..crypto.chunk_cipher import ChunkCipher, TamperedData
 from . import naming
 from .bucket_config import BucketConfig, BucketConfigs
 from .chunks import ChunkReader
@@ -53,6 +54,7 @@ from .publisher import Publisher
 from .quotas import Quota, QuotaEnforcer, stream_max_bytes
 from .read_cache import ReadCache
 from .replicas import ReplicaRegistry, origin_in
+from .sealed import ChunkOpener, open_chunks
 from .versions import NULL, Versioning, is_marker, is_version, nullv_of, s3_version_id
 from .writes import DeleteResult, Head, VersionedWrites, info_of, live_in_history, parse_doc
 
@@ -432,11 +434,17 @@ class NatsStore(VersionedWrites):
 
     # ---- reading bytes ------------------------------------------------------------------------
 
-    def read_object(self, info: ObjectInfo, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
+    def read_object(
+        self, info: ObjectInfo, start: int = 0, end: int | None = None, *, data_key: bytes | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """Bytes [start, end] (inclusive) of an object version found by head_object; reads no chunk
         before start. A version overwritten or deleted meanwhile is still read in full: its chunks
-        stay until the collector's grace period has passed."""
+        stay until the collector's grace period has passed. An encrypted version needs its `data_key`
+        (the envelope's, opened by the caller): its layout is checked before anything is read, and each
+        chunk as it is opened; what does not check out is CorruptObject, never other bytes."""
         last = info.size - 1 if end is None else min(end, info.size - 1)
+        if info.sse:
+            return self._read(info, start, last, open_chunks(info, data_key))
         if self.read_cache is not None and self.read_cache.holds(info) and start <= last:
             return self._read_cached(self.read_cache, info, start, last)
         return self._read(info, start, last)
@@ -452,7 +460,9 @@ class NatsStore(VersionedWrites):
             cache.put(info, data)
         yield data if start == 0 and last == len(data) - 1 else data[start : last + 1]
 
-    async def _read(self, info: ObjectInfo, start: int, last: int) -> AsyncGenerator[bytes, None]:
+    async def _read(
+        self, info: ObjectInfo, start: int, last: int, opener: ChunkOpener | None = None
+    ) -> AsyncGenerator[bytes, None]:
         if info.size == 0 or start > last:
             return
         stream = naming.stream_name(naming.nats_bucket(info.bucket))
@@ -460,9 +470,9 @@ class NatsStore(VersionedWrites):
         for part in info.layout():
             part_end = offset + part.size - 1
             if part.size and part_end >= start and offset <= last:
-                async with contextlib.aclosing(
-                    self._read_part(stream, info, part, max(start - offset, 0), min(last, part_end) - offset)
-                ) as pieces:
+                cipher = opener(part.nuid) if opener is not None else None
+                lo, hi = max(start - offset, 0), min(last, part_end) - offset
+                async with contextlib.aclosing(self._read_part(stream, info, part, lo, hi, cipher)) as pieces:
                     async for data in pieces:
                         yield data
             offset += part.size
@@ -470,9 +480,10 @@ class NatsStore(VersionedWrites):
                 break
 
     async def _read_part(
-        self, stream: str, info: ObjectInfo, part: PartRef, start: int, last: int
+        self, stream: str, info: ObjectInfo, part: PartRef, start: int, last: int, cipher: ChunkCipher | None
     ) -> AsyncGenerator[bytes, None]:
-        """Bytes [start, last] of one chunk subject; with sequence runs, no chunk before `start` is fetched."""
+        """Bytes [start, last] of one chunk subject; with sequence runs, no chunk before `start` is fetched.
+        `cipher` opens each chunk of an encrypted object."""
         subject = naming.chunk_subject(naming.nats_bucket(info.bucket), part.nuid)
         indexed = bool(part.runs) and part.chunk_size > 0
         if indexed:
@@ -491,8 +502,17 @@ class NatsStore(VersionedWrites):
             chunk_size=part.chunk_size or self.chunk_size,
             batch_bytes=self.read_batch_bytes,
         )
+        index = first
         async with contextlib.aclosing(reader.__aiter__()) as chunks:
-            async for data in chunks:
+            async for stored in chunks:
+                if cipher is None:
+                    data = stored
+                else:
+                    try:
+                        data = cipher.open(index, stored)
+                    except TamperedData as exc:
+                        raise CorruptObject(f"{info.bucket}/{info.key}: {exc} on {subject}") from None
+                    index += 1
                 n = len(data)
                 lo = max(start - pos, 0)
                 hi = min(last + 1 - pos, n)

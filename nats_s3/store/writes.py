@@ -29,6 +29,7 @@ from typing import NamedTuple
 from nats.aio.client import Client as NatsClient
 from nats.nuid import NUID
 
+from ..crypto.chunk_cipher import TAG_SIZE, ChunkCipher, hidden_etag, layout_mac
 from . import naming
 from .bucket_config import BucketConfigs
 from .chunks import ChunkWriter, WrittenChunks
@@ -51,9 +52,11 @@ from .models import (
     META_CHECKSUM,
     META_ETAG,
     META_SEQS,
+    META_SSE,
     BodyDigests,
     Checksum,
     ObjectInfo,
+    Sealing,
     StoredObjectInfo,
     StoredOptions,
     WriteCondition,
@@ -88,6 +91,8 @@ from .versions import (
 
 COMMIT_RETRIES = 16
 COPY_RETRIES = 4
+# Room left in a NATS message beside a sealed chunk (its headers, none today, and the protocol line).
+SEALED_CHUNK_HEADROOM = 1024
 
 BeforeCommit = Callable[[BodyDigests], Awaitable[Checksum | None]]
 HeadersChange = Callable[[dict[str, str]], dict[str, str]]
@@ -210,6 +215,13 @@ class VersionedWrites:
 
     # ---- chunks -----------------------------------------------------------------------------
 
+    @property
+    def sealed_chunk_size(self) -> int:
+        """The plaintext in one chunk of an encrypted object: the chunk size, less what sealing adds
+        where a sealed chunk would not fit in a NATS message."""
+        room = (self.nc.max_payload or self.chunk_size + TAG_SIZE) - TAG_SIZE - SEALED_CHUNK_HEADROOM
+        return max(1024, min(self.chunk_size, room))
+
     def new_nuid(self) -> str:
         return self.nuid.next().decode()
 
@@ -222,17 +234,21 @@ class VersionedWrites:
         key: str | None,
         owners: list[Owner],
         sha256: bool = True,
+        data_key: bytes | None = None,
     ) -> WrittenChunks:
         """Stream a body onto chunk subject `nuid` of the bucket, claimed for `owners` before its first
-        chunk. `sha256`: whether its SHA-256 is computed (an object's digest needs it; a part may not)."""
+        chunk. `sha256`: whether its SHA-256 is computed (an object's digest needs it; a part may not).
+        `data_key`: seal each chunk under it (crypto/chunk_cipher.py), in chunks of `sealed_chunk_size`."""
         nb = naming.nats_bucket(bucket)
 
         async def intent() -> PendingAck:
             return await write_claim(self.publisher, nb, nuid, key, owners)
 
+        seal = ChunkCipher(data_key, nuid).seal if data_key is not None else None
         writer = ChunkWriter(
-            self.publisher, naming.chunk_subject(nb, nuid), naming.stream_name(nb), self.chunk_size,
-            self.write_window, intent, sha256=sha256,
+            self.publisher, naming.chunk_subject(nb, nuid), naming.stream_name(nb),
+            self.chunk_size if data_key is None else self.sealed_chunk_size, self.write_window, intent,
+            sha256=sha256, seal=seal,
         )  # fmt: skip
         try:
             return await writer.write_all(body)
@@ -398,6 +414,8 @@ class VersionedWrites:
         before_commit: BeforeCommit | None = None,
         condition: WriteCondition | None = None,
         size: int | None = None,
+        sealing: Sealing | None = None,
+        sha256: bool = True,
     ) -> ObjectInfo:
         """Stream `body` into new chunks, then make them the key's latest version.
 
@@ -405,6 +423,9 @@ class VersionedWrites:
         was and the new chunks to the collector. `before_commit` sees the body's digests and may
         refuse the write by raising; it returns the checksum to record, if any. `size`: the body's
         length where known, checked against the quotas (QuotaExceeded) before a byte is read.
+        `sealing`: encrypt the bytes under its data key (the meta then keeps no plaintext digest).
+        `sha256`: whether `before_commit` needs the body's SHA-256 where the object is sealed (an
+        unsealed object always has it, as its Object Store digest).
         """
         await self.ensure_ready(bucket)
         # Fails fast on a missing bucket or an unmet condition, before any body byte is read.
@@ -419,8 +440,13 @@ class VersionedWrites:
             self.admitted(bucket, size, adds_object=latest is None or is_marker(latest)),
             self.claimed_while_writing(bucket, nuid, key, owners),
         ):
-            written = await self.write_chunks(bucket, body, nuid=nuid, key=key, owners=owners)
-            return await self._commit_written(bucket, key, headers, nuid, written, uid, head, before_commit, condition)
+            written = await self.write_chunks(
+                bucket, body, nuid=nuid, key=key, owners=owners, sha256=sha256 or sealing is None,
+                data_key=sealing.data_key if sealing is not None else None,
+            )  # fmt: skip
+            return await self._commit_written(
+                bucket, key, headers, nuid, written, uid, head, before_commit, condition, sealing
+            )
 
     async def _commit_written(
         self,
@@ -433,6 +459,7 @@ class VersionedWrites:
         head: Head | None,
         before_commit: BeforeCommit | None,
         condition: WriteCondition | None,
+        sealing: Sealing | None = None,
     ) -> ObjectInfo:
         checksum = None
         if before_commit is not None:
@@ -440,6 +467,17 @@ class VersionedWrites:
         metadata = {META_ETAG: written.md5.hex(), META_SEQS: encode_seq_runs(written.runs)}
         if checksum is not None:
             metadata[META_CHECKSUM] = f"{checksum[0]}:{checksum[1]}"
+        chunk_size = self.chunk_size
+        digest = digest_string(written.sha256)
+        if sealing is not None:
+            # No digest or MD5 of the plaintext in NATS where S3 hides it: either would confirm a
+            # guess of the content to whoever reads the stream.
+            chunk_size, digest = self.sealed_chunk_size, ""
+            dk = sealing.data_key
+            if sealing.envelope.hides_md5:
+                metadata[META_ETAG] = hidden_etag(dk, written.md5)
+            layout = layout_mac(dk, written.size, [(nuid, written.size, chunk_size, written.chunks)])
+            metadata[META_SSE] = sealing.envelope.model_copy(update={"layout": layout}).to_json()
         doc = StoredObjectInfo(
             name=key,
             bucket=naming.nats_bucket(bucket),
@@ -447,10 +485,10 @@ class VersionedWrites:
             size=written.size,
             mtime=format_mtime(datetime.now(UTC)),
             chunks=written.chunks,
-            digest=digest_string(written.sha256),
+            digest=digest,
             headers={name: [value] for name, value in headers.items()},
             metadata=metadata,
-            options=StoredOptions(max_chunk_size=self.chunk_size),
+            options=StoredOptions(max_chunk_size=chunk_size),
         )
         if self.pauses.active:
             await self.pauses.reach("put.before_commit")

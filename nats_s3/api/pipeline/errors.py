@@ -55,7 +55,9 @@ class RenderErrors(Step):
             err.headers = {**exchange.cors_headers, **err.headers}
         response = error_response(err, request, exchange.request_id)
         if err.status >= 500:
-            log.warning("request failed", extra={"request_id": exchange.request_id, "error": str(err)})
+            # The store's own words (a corrupt object's, say) are the operator's; the client gets S3's.
+            cause = f" ({err.__cause__})" if err.__cause__ is not None else ""
+            log.warning("request failed", extra={"request_id": exchange.request_id, "error": f"{err}{cause}"})
         if request.method in ("PUT", "POST") and not request.content.at_eof():
             # The body was not read: close rather than let it be parsed as the next request.
             response.force_close()
